@@ -1,0 +1,65 @@
+"""What the CLI shows a person: progress bars built from progress events, and one-line errors."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable
+
+from backend.errors import BackendError
+from backend.progress import Progress
+
+
+def error_line(exc: BackendError) -> str:
+    return f"error: {exc.message}" + (f"\n  fix: {exc.fix}" if exc.fix else "")
+
+
+def run_command(func: Callable, args) -> int:
+    """Run a command; a BackendError becomes one line on stderr and its exit code (2)."""
+    try:
+        code = func(args)
+    except BackendError as exc:
+        print(error_line(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0 if code is None else code
+
+
+class ProgressBar:
+    """A progress callback drawing one tqdm bar per stage; ``unit`` names what is counted."""
+
+    def __init__(self, unit: str = "it", *, quiet: bool = False, postfix_keys: tuple[str, ...] = ()):
+        self.unit = unit
+        self.quiet = quiet
+        self.postfix_keys = postfix_keys
+        self._bar = None
+        self._stage = None
+        self.started = time.perf_counter()
+
+    def __call__(self, event: Progress) -> bool:
+        if self.quiet:
+            return True
+        from tqdm import tqdm
+
+        if event.stage != self._stage:
+            self.close()
+            self._stage = event.stage
+            self._bar = tqdm(total=event.total or None, desc=event.stage, unit=self.unit,
+                             dynamic_ncols=True, file=sys.stderr, leave=True)
+        bar = self._bar
+        if event.total and bar.total != event.total:
+            bar.total = event.total
+        bar.n = event.done
+        post = {k: event.info[k] for k in self.postfix_keys if k in event.info}
+        if post:
+            bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in post.items()},
+                            refresh=False)
+        bar.refresh()
+        return True
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -1,0 +1,183 @@
+"""The CPPN: a small sine MLP from pixel coordinates, slow time and audio features to colour.
+
+How audio drives the picture (see the README's "How audio moves the picture"):
+
+* **morph** — the network's audio inputs enter the first layer through a *fixed* random
+  projection (a buffer seeded by the config, never trained), so no amount of training can
+  teach a style to ignore the music; training only teaches it to look good under it.
+* **swell** — bass magnifies the coordinates (the picture swells on the bass).
+* **pulse** — the beat pulse pushes the radial input outward (rings breathe on the beat).
+* **flash** — onsets blend the colour towards white.
+
+Per frame, time and audio fold into a handful of numbers (:class:`FrameTerms`): a zoom, a
+first-layer bias and a flash amount. The per-pixel work is then plain ``sin(Wx + b)`` layers,
+which is what the fast CPU and FP16 GPU paths compute.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch import nn
+
+from backend.coords import time_phases
+from backend.errors import InvalidInput
+from backend.feature_names import CHROMA, FEATURE_INDEX, FEATURE_NAMES
+
+DEFAULT_AUDIO_INPUTS = ("sub", "bass", "low_mid", "high_mid", "treble", "rms", "onset", "beat_pulse",
+                        *CHROMA, "centroid")
+COORD_INPUTS = 3  # x, y, r
+
+
+@dataclass
+class CPPNConfig:
+    """Architecture of a style; saved inside every style file and used to rebuild the model."""
+
+    hidden: int = 128  # width of every sine layer
+    depth: int = 4  # number of sine layers (the first reads the inputs)
+    first_omega: float = 1.0  # first-layer coordinate weights ~ U(-w, w): spatial frequency in rad/unit
+    hidden_omega: float = 1.0  # hidden weights ~ U(-s, s) * sqrt(6/hidden) (SIREN's bound at 1.0)
+    time_omega: float = 1.0  # time-phase weights ~ U(-w, w): how far the slow drift moves the pattern
+    time_periods: tuple[float, ...] = (29.0, 71.0)  # seconds per cycle of each slow time phase
+    audio_inputs: tuple[str, ...] = DEFAULT_AUDIO_INPUTS  # features fed to the network, in order
+    audio_scale: float = 1.0  # std (radians) of the fixed audio projection per unit of feature
+    out_channels: int = 3  # 3 = RGB, 4 = RGBA
+    seed: int = 0  # seeds the initial weights and the fixed audio projection
+
+    def __post_init__(self):
+        self.time_periods = tuple(float(p) for p in self.time_periods)
+        self.audio_inputs = tuple(self.audio_inputs)
+        unknown = [n for n in self.audio_inputs if n not in FEATURE_INDEX]
+        if unknown:
+            raise InvalidInput(f"unknown audio inputs {unknown}; known: {', '.join(FEATURE_NAMES)}")
+        if self.hidden < 1 or self.depth < 1:
+            raise InvalidInput(f"hidden and depth must be >= 1, got {self.hidden} and {self.depth}")
+        if self.out_channels not in (3, 4):
+            raise InvalidInput(f"out_channels must be 3 or 4, got {self.out_channels}")
+        if any(p <= 0 for p in self.time_periods):
+            raise InvalidInput(f"time periods must be > 0 seconds, got {self.time_periods}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["time_periods"] = list(self.time_periods)
+        d["audio_inputs"] = list(self.audio_inputs)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CPPNConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidInput(f"style config has unknown fields {unknown}; it may need a newer audio-cppn")
+        return cls(**data)
+
+
+@dataclass
+class Reactivity:
+    """How strongly the music moves the picture; a render setting, not part of the style."""
+
+    amount: float = 1.0  # global multiplier of every audio effect (0 = ignore the music)
+    morph: float = 1.0  # audio features pushing the pattern through the network
+    swell: float = 0.35  # magnification per unit of bass
+    pulse: float = 0.6  # radial push (radians) per unit of beat pulse
+    flash: float = 0.5  # blend towards white per unit of onset
+    gains: dict[str, float] = field(default_factory=dict)  # per-feature multipliers, e.g. {"bass": 1.5}
+
+    def __post_init__(self):
+        unknown = [n for n in self.gains if n not in FEATURE_INDEX]
+        if unknown:
+            raise InvalidInput(f"unknown feature in gains: {unknown}; known: {', '.join(FEATURE_NAMES)}")
+        for name in ("amount", "morph", "swell", "pulse", "flash"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise InvalidInput(f"reactivity {name} must be a finite number >= 0, got {value}")
+
+    def gain_vector(self) -> torch.Tensor:
+        """Per-feature multipliers in canonical order, global amount included, shape [F]."""
+        g = torch.full((len(FEATURE_NAMES),), float(self.amount))
+        for name, value in self.gains.items():
+            g[FEATURE_INDEX[name]] *= float(value)
+        return g
+
+
+@dataclass
+class FrameTerms:
+    """Everything time and audio contribute to one frame (batched over B frames)."""
+
+    zoom: torch.Tensor  # (B,) multiplies the coordinates; < 1 magnifies
+    bias: torch.Tensor  # (B, hidden) first-layer bias with time, audio and pulse folded in
+    flash: torch.Tensor  # (B,) 0..1 blend of the colour towards white
+
+
+class CPPN(nn.Module):
+    def __init__(self, config: CPPNConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        gen = torch.Generator().manual_seed(c.seed)
+
+        def uniform(shape, bound):
+            return (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1).mul(bound).float()
+
+        n_time = 2 * len(c.time_periods)
+        self.coord_weight = nn.Parameter(uniform((c.hidden, COORD_INPUTS), c.first_omega))  # (hidden, 3)
+        self.time_weight = nn.Parameter(uniform((c.hidden, n_time), c.time_omega))  # (hidden, T)
+        self.first_bias = nn.Parameter(uniform((c.hidden,), math.pi))  # random phases
+        bound = c.hidden_omega * math.sqrt(6 / c.hidden)
+        self.hidden_layers = nn.ModuleList()
+        for _ in range(c.depth - 1):
+            layer = nn.Linear(c.hidden, c.hidden)
+            with torch.no_grad():
+                layer.weight.copy_(uniform((c.hidden, c.hidden), bound))
+                layer.bias.copy_(uniform((c.hidden,), 1 / math.sqrt(c.hidden)))
+            self.hidden_layers.append(layer)
+        self.out = nn.Linear(c.hidden, c.out_channels)
+        with torch.no_grad():
+            self.out.weight.copy_(uniform((c.out_channels, c.hidden), math.sqrt(6 / c.hidden)))
+            self.out.bias.zero_()
+        projection = torch.randn((len(c.audio_inputs), c.hidden), generator=gen) * c.audio_scale
+        self.register_buffer("audio_projection", projection)  # (A, hidden), fixed on purpose
+        self.register_buffer("audio_index", torch.tensor([FEATURE_INDEX[n] for n in c.audio_inputs],
+                                                         dtype=torch.long), persistent=False)
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def frame_terms(self, time_s: torch.Tensor, audio: torch.Tensor,
+                    reactivity: Reactivity | None = None) -> FrameTerms:
+        """Fold time (B,) seconds and audio (B, F) canonical features in [0, 1] into FrameTerms."""
+        r = reactivity or Reactivity()
+        a = audio.to(self.first_bias) * r.gain_vector().to(self.first_bias)  # (B, F)
+        zoom = 1.0 / (1.0 + r.swell * a[:, FEATURE_INDEX["bass"]])
+        pulse = r.pulse * a[:, FEATURE_INDEX["beat_pulse"]]
+        flash = (r.flash * a[:, FEATURE_INDEX["onset"]]).clamp(0.0, 1.0)
+        phases = time_phases(time_s, self.config.time_periods).to(self.first_bias)  # (B, T)
+        bias = (self.first_bias + phases @ self.time_weight.T
+                + r.morph * (a[:, self.audio_index] @ self.audio_projection)
+                - pulse[:, None] * self.coord_weight[:, 2])  # r' = zoom*r - pulse
+        return FrameTerms(zoom=zoom, bias=bias, flash=flash)
+
+    def render_pixels(self, coords: torch.Tensor, terms: FrameTerms) -> torch.Tensor:
+        """Display colour in [0, 1] for coords (N, 3) or (B, N, 3): returns (B, N, C).
+
+        The reference computation, differentiable: training, the GPU path and tests use it.
+        """
+        pre = coords @ self.coord_weight.T  # (N, hidden) or (B, N, hidden)
+        h = torch.sin(terms.zoom[:, None, None] * pre + terms.bias[:, None, :])  # (B, N, hidden)
+        for layer in self.hidden_layers:
+            h = torch.sin(layer(h))
+        return apply_flash(torch.sigmoid(self.out(h)), terms.flash)
+
+    def forward(self, coords: torch.Tensor, time_s: torch.Tensor, audio: torch.Tensor,
+                reactivity: Reactivity | None = None) -> torch.Tensor:
+        return self.render_pixels(coords, self.frame_terms(time_s, audio, reactivity))
+
+
+def apply_flash(colour: torch.Tensor, flash: torch.Tensor) -> torch.Tensor:
+    """Blend RGB (not alpha) towards white by ``flash`` (B,); colour is (B, N, C)."""
+    f = flash[:, None, None]
+    rgb = colour[..., :3] + f * (1.0 - colour[..., :3])
+    return torch.cat((rgb, colour[..., 3:]), dim=-1) if colour.shape[-1] > 3 else rgb

@@ -1,0 +1,21 @@
+"""The canonical audio feature vector: names and order shared by analysis, model and renderer.
+
+Kept free of heavy imports so the model can use it without loading librosa.
+"""
+
+BANDS = ("sub", "bass", "low_mid", "high_mid", "treble")  # band energies, dB before normalisation
+BAND_EDGES_HZ = {"sub": (20, 60), "bass": (60, 250), "low_mid": (250, 1000),
+                 "high_mid": (1000, 4000), "treble": (4000, 16000)}
+CHROMA = tuple(f"chroma_{p}" for p in ("c", "cs", "d", "ds", "e", "f", "fs", "g", "gs", "a", "as", "b"))
+
+FEATURE_NAMES: tuple[str, ...] = (
+    *BANDS,
+    "rms",  # loudness
+    "onset",  # spectral flux, peak within each frame's window
+    "beat_pulse",  # 1 on a beat, decaying until the next
+    "beat_sin", "beat_cos",  # position within the beat, 0.5 + 0.5*sin/cos(2*pi*phase)
+    "tempo",  # local tempo, 60..180 BPM mapped to 0..1
+    *CHROMA,  # pitch classes C..B
+    "centroid",  # spectral centroid (brightness), log-frequency
+)
+FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}

@@ -1,0 +1,181 @@
+"""Style files and the style library: a folder of ``<name>.safetensors`` (+ ``<name>.png`` preview).
+
+Weights are safetensors (never pickle). The safetensors header's ``__metadata__`` holds one
+key, ``audio_cppn``: JSON with the format version, name, kind (``procedural`` or ``trained``),
+the :class:`CPPNConfig` that rebuilds the network, and free-form metadata (prompt, CLIP model,
+steps, similarity, seed, created, ...).
+
+The library folder is ``--styles-dir``, else ``$AUDIO_CPPN_STYLES``, else the project's ``styles/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from backend.cppn import CPPN, CPPNConfig
+from backend.errors import InvalidInput, NotFound
+
+FORMAT_VERSION = 1
+METADATA_KEY = "audio_cppn"
+STYLES_ENV = "AUDIO_CPPN_STYLES"
+SUFFIX = ".safetensors"
+KINDS = ("procedural", "trained")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass
+class Style:
+    name: str
+    kind: str  # "procedural" or "trained"
+    model: CPPN
+    metadata: dict = field(default_factory=dict)  # prompt, clip model, steps, similarity, seed, created...
+    path: Path | None = None
+    sha256: str = ""  # of the style file; renders record it
+
+    @property
+    def preview_path(self) -> Path | None:
+        if self.path is None:
+            return None
+        p = self.path.with_suffix(".png")
+        return p if p.exists() else None
+
+
+def default_styles_dir() -> Path:
+    env = os.environ.get(STYLES_ENV)
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "styles"
+
+
+def check_style_name(name: str) -> str:
+    if not _NAME.match(name or ""):
+        raise InvalidInput(f"style name {name!r} must be 1-64 letters, digits, '-', '_' or '.', "
+                           "starting with a letter or digit")
+    return name
+
+
+def style_path(name_or_path: str | os.PathLike, styles_dir: Path | None = None) -> Path:
+    """A style's file: an existing path as given, else ``<styles_dir>/<name>.safetensors``."""
+    text = str(name_or_path)
+    candidate = Path(text)
+    if text.endswith(SUFFIX) or os.sep in text or candidate.exists():
+        if not candidate.is_file():
+            raise NotFound(f"style file not found: {candidate}")
+        return candidate
+    folder = styles_dir or default_styles_dir()
+    path = folder / f"{text}{SUFFIX}"
+    if not path.is_file():
+        names = ", ".join(s.stem for s in sorted(folder.glob(f"*{SUFFIX}"))) or "none"
+        raise NotFound(f"no style named {text!r} in {folder} (available: {names})",
+                       fix="run 'audio-cppn styles' to list the library")
+    return path
+
+
+def save_style(model: CPPN, path: Path, *, name: str, kind: str, metadata: dict | None = None) -> Path:
+    """Write weights + header atomically (temporary name in the same folder, then rename)."""
+    check_style_name(name)
+    if kind not in KINDS:
+        raise InvalidInput(f"style kind must be one of {KINDS}, got {kind!r}")
+    header = {"format_version": FORMAT_VERSION, "name": name, "kind": kind,
+              "config": model.config.to_dict(), "metadata": metadata or {}}
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(header)})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_header(path: Path) -> dict:
+    """The style header without loading weights (cheap, used for listing)."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 2 <= n <= 100_000_000:
+                raise ValueError("bad header length")
+            raw = json.loads(f.read(n))
+        header = json.loads(raw["__metadata__"][METADATA_KEY])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(f"{path} is not an Audio CPPN style file ({type(exc).__name__}: {exc})") from None
+    version = header.get("format_version")
+    if not isinstance(version, int):
+        raise InvalidInput(f"{path} has no style format version")
+    if version > FORMAT_VERSION:
+        raise InvalidInput(f"{path} uses style format {version}; this audio-cppn reads up to "
+                           f"{FORMAT_VERSION}", fix="upgrade audio-cppn")
+    for key in ("name", "kind", "config"):
+        if key not in header:
+            raise InvalidInput(f"{path} style header is missing {key!r}")
+    return header
+
+
+def load_style(name_or_path: str | os.PathLike, *, styles_dir: Path | None = None,
+               device: str | torch.device = "cpu") -> Style:
+    """Load a style by library name or file path, rebuilding its network from the header."""
+    path = style_path(name_or_path, styles_dir)
+    header = read_header(path)
+    try:
+        config = CPPNConfig.from_dict(header["config"])
+    except TypeError as exc:
+        raise InvalidInput(f"{path} has an invalid config: {exc}") from None
+    model = CPPN(config)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise InvalidInput(f"{path} is corrupt: {exc}") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    if missing:
+        raise InvalidInput(f"{path} is missing weights {missing}")
+    for key, value in expected.items():
+        if tensors[key].shape != value.shape:
+            raise InvalidInput(f"{path}: weight {key} has shape {tuple(tensors[key].shape)}, "
+                               f"the config needs {tuple(value.shape)}")
+    model.load_state_dict({k: tensors[k] for k in expected})
+    model.eval().requires_grad_(False).to(device)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return Style(name=header["name"], kind=header["kind"], model=model,
+                 metadata=header.get("metadata", {}), path=path, sha256=digest)
+
+
+@dataclass
+class StyleInfo:
+    name: str
+    kind: str
+    prompt: str
+    parameters: int
+    path: str
+    preview: str | None
+    metadata: dict
+
+
+def list_styles(styles_dir: Path | None = None) -> list[StyleInfo]:
+    """Every readable style in the library folder, sorted by name; unreadable files are skipped."""
+    folder = styles_dir or default_styles_dir()
+    if not folder.is_dir():
+        raise NotFound(f"style library folder not found: {folder}")
+    infos = []
+    for path in sorted(folder.glob(f"*{SUFFIX}")):
+        try:
+            header = read_header(path)
+            with torch.device("meta"):
+                n_params = CPPN(CPPNConfig.from_dict(header["config"])).n_parameters
+        except (InvalidInput, TypeError):
+            continue
+        preview = path.with_suffix(".png")
+        meta = header.get("metadata", {})
+        infos.append(StyleInfo(name=header["name"], kind=header["kind"], prompt=meta.get("prompt", ""),
+                               parameters=n_params, path=str(path),
+                               preview=str(preview) if preview.exists() else None, metadata=meta))
+    return infos

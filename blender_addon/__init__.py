@@ -1,0 +1,1 @@
+"""Audio CPPN Blender add-on (standard library + bpy only; talks to the backend over HTTP)."""
