@@ -29,6 +29,7 @@ METADATA_KEY = "audio_cppn"
 STYLES_ENV = "AUDIO_CPPN_STYLES"
 SUFFIX = ".safetensors"
 KINDS = ("procedural", "trained")
+DEFAULT_STYLE = "aurora"  # a bundled procedural style; what `demo` and new renders use
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
