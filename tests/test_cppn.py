@@ -1,0 +1,92 @@
+import math
+
+import pytest
+import torch
+
+from backend.coords import pixel_coords
+from backend.cppn import CPPN, CPPNConfig, Reactivity
+from backend.errors import InvalidInput
+from backend.feature_names import FEATURE_INDEX, FEATURE_NAMES
+
+
+def audio_frame(**values):
+    a = torch.zeros(1, len(FEATURE_NAMES))
+    for name, v in values.items():
+        a[0, FEATURE_INDEX[name]] = v
+    return a
+
+
+def test_default_model_is_about_50k_parameters_of_four_sine_layers():
+    model = CPPN(CPPNConfig())
+    assert 45_000 <= model.n_parameters <= 55_000
+    assert len(model.hidden_layers) == 3  # + the first layer = 4 sine layers
+
+
+@pytest.mark.parametrize("width,height", [(160, 90), (90, 160), (100, 100)])
+def test_coordinates_keep_circles_round_at_any_aspect(width, height):
+    xyr = pixel_coords(width, height).reshape(height, width, 3)
+    dx = xyr[0, 1, 0] - xyr[0, 0, 0]
+    dy = xyr[0, 0, 1] - xyr[1, 0, 1]
+    assert torch.isclose(dx, dy)  # square pixels in coordinate space
+    assert torch.isclose(xyr[0, 0, 1] + dy / 2, torch.tensor(math.pi))  # height spans [-pi, pi]
+    assert torch.isclose(xyr[:, :, 0].max() + dx / 2, torch.tensor(math.pi * width / height))
+    assert torch.allclose(xyr[..., 2], torch.hypot(xyr[..., 0], xyr[..., 1]))
+
+
+def test_config_round_trips_and_rejects_unknown_fields():
+    config = CPPNConfig(hidden=32, depth=3, time_periods=(10, 20), out_channels=4, seed=7)
+    assert CPPNConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(InvalidInput, match="unknown fields"):
+        CPPNConfig.from_dict({**config.to_dict(), "wings": 2})
+    with pytest.raises(InvalidInput, match="unknown audio inputs"):
+        CPPNConfig(audio_inputs=("bass", "cowbell"))
+
+
+def test_same_seed_same_network_different_seed_different_network():
+    a, b, c = CPPN(CPPNConfig(seed=1)), CPPN(CPPNConfig(seed=1)), CPPN(CPPNConfig(seed=2))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.coord_weight, c.coord_weight)
+
+
+def test_audio_projection_is_fixed_not_trainable():
+    model = CPPN(CPPNConfig())
+    assert "audio_projection" in model.state_dict()
+    assert all(p is not model.audio_projection for p in model.parameters())
+
+
+def test_audio_drives_picture_and_silence_does_not():
+    model = CPPN(CPPNConfig(seed=3)).eval()
+    coords = pixel_coords(48, 27)
+    t = torch.tensor([2.0])
+    with torch.no_grad():
+        silent = model(coords, t, audio_frame())
+        silent_later = model(coords, t + 1 / 30, audio_frame())
+        loud = model(coords, t, audio_frame(bass=1.0, rms=1.0, onset=1.0, beat_pulse=1.0))
+        ignored = model(coords, t, audio_frame(bass=1.0, onset=1.0), Reactivity(amount=0.0))
+    assert (silent_later - silent).abs().mean() < 0.01  # slow time drift
+    assert (loud - silent).abs().mean() > 0.1  # music moves the picture
+    assert torch.equal(ignored, silent)  # reactivity 0 ignores the music
+
+
+def test_reactivity_controls_each_effect():
+    model = CPPN(CPPNConfig(seed=3))
+    terms = model.frame_terms(torch.tensor([0.0, 0.0]), torch.cat([audio_frame(), audio_frame(bass=1, onset=1)]),
+                              Reactivity(swell=0.5, flash=0.4))
+    assert terms.zoom.tolist() == pytest.approx([1.0, 1 / 1.5])  # bass swells the picture
+    assert terms.flash.tolist() == pytest.approx([0.0, 0.4])  # onsets flash
+    half = model.frame_terms(torch.tensor([0.0]), audio_frame(onset=1), Reactivity(flash=0.4, gains={"onset": 0.5}))
+    assert half.flash.item() == pytest.approx(0.2)  # per-feature gain
+    with pytest.raises(InvalidInput, match="unknown feature"):
+        Reactivity(gains={"cowbell": 1.0})
+    with pytest.raises(InvalidInput, match="amount"):
+        Reactivity(amount=float("nan"))
+
+
+def test_flash_brightens_towards_white_and_keeps_alpha():
+    model = CPPN(CPPNConfig(seed=5, out_channels=4))
+    coords = pixel_coords(16, 9)
+    with torch.no_grad():
+        base = model(coords, torch.tensor([0.0]), audio_frame())
+        flashed = model(coords, torch.tensor([0.0]), audio_frame(onset=1.0), Reactivity(flash=1.0, morph=0.0))
+    assert torch.allclose(flashed[..., :3], torch.ones_like(flashed[..., :3]))
+    assert torch.allclose(flashed[..., 3], base[..., 3])

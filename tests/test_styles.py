@@ -1,0 +1,100 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from backend.cppn import CPPN, CPPNConfig
+from backend.errors import InvalidInput, NotFound
+from backend.styles import FORMAT_VERSION, list_styles, load_style, read_header, save_style
+
+
+@pytest.fixture
+def library(tmp_path):
+    model = CPPN(CPPNConfig(hidden=16, depth=2, seed=4, out_channels=4))
+    save_style(model, tmp_path / "tiny.safetensors", name="tiny", kind="trained",
+               metadata={"prompt": "slow ink in water", "steps": 10})
+    return tmp_path, model
+
+
+def test_round_trip_rebuilds_architecture_and_weights(library):
+    folder, model = library
+    style = load_style("tiny", styles_dir=folder)
+    assert style.kind == "trained" and style.metadata["prompt"] == "slow ink in water"
+    assert style.model.config == model.config
+    for key, value in model.state_dict().items():
+        assert torch.equal(style.model.state_dict()[key], value)
+    assert len(style.sha256) == 64
+    assert load_style(folder / "tiny.safetensors").name == "tiny"  # a path works too
+
+
+def test_unknown_name_lists_what_exists(library):
+    folder, _ = library
+    with pytest.raises(NotFound, match=r"no style named 'nope'.*available: tiny"):
+        load_style("nope", styles_dir=folder)
+
+
+def _rewrite_header(path, mutate):
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    style = json.loads(header["__metadata__"]["audio_cppn"])
+    mutate(style)
+    header["__metadata__"]["audio_cppn"] = json.dumps(style)
+    new = json.dumps(header).encode()
+    new += b" " * ((8 - len(new) % 8) % 8)
+    path.write_bytes(len(new).to_bytes(8, "little") + new + raw[8 + n:])
+
+
+def test_newer_format_version_is_refused_clearly(library):
+    folder, _ = library
+    _rewrite_header(folder / "tiny.safetensors", lambda s: s.update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(InvalidInput, match="upgrade audio-cppn"):
+        load_style("tiny", styles_dir=folder)
+
+
+def test_missing_header_key_and_corrupt_files_are_refused(library, tmp_path):
+    folder, _ = library
+    _rewrite_header(folder / "tiny.safetensors", lambda s: s.pop("config"))
+    with pytest.raises(InvalidInput, match="missing 'config'"):
+        load_style("tiny", styles_dir=folder)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(InvalidInput, match="not an Audio CPPN style"):
+        load_style(junk)
+    truncated = tmp_path / "cut.safetensors"
+    model = CPPN(CPPNConfig(hidden=16, depth=2))
+    save_style(model, truncated, name="cut", kind="trained")
+    truncated.write_bytes(truncated.read_bytes()[:-100])
+    with pytest.raises(InvalidInput, match="corrupt"):
+        load_style(truncated)
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):
+    path = save_style(CPPN(CPPNConfig(hidden=16, depth=2)), tmp_path / "a.safetensors", name="a", kind="trained")
+    _rewrite_header(path, lambda s: s["config"].update(hidden=32))
+    with pytest.raises(InvalidInput, match="shape"):
+        load_style(path)
+
+
+def test_listing_skips_unreadable_files_and_reports_parameters(library):
+    folder, model = library
+    (folder / "broken.safetensors").write_bytes(b"nope")
+    infos = list_styles(folder)
+    assert [i.name for i in infos] == ["tiny"]
+    assert infos[0].parameters == model.n_parameters
+    assert infos[0].prompt == "slow ink in water"
+    assert read_header(folder / "tiny.safetensors")["kind"] == "trained"
+
+
+def test_styles_command_lists_library_as_table_and_json(library):
+    folder, _ = library
+    cmd = [sys.executable, "-m", "backend", "styles", "--styles-dir", str(folder)]
+    table = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "tiny" in table and "trained" in table and "slow ink in water" in table
+    listed = json.loads(subprocess.run(cmd + ["--json"], capture_output=True, text=True, check=True).stdout)
+    assert listed[0]["name"] == "tiny" and listed[0]["preview"] is None
+    missing = subprocess.run([sys.executable, "-m", "backend", "styles", "--styles-dir", str(folder / "x")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "not found" in missing.stderr and "Traceback" not in missing.stderr
