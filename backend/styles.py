@@ -92,6 +92,7 @@ def save_style(model: CPPN, path: Path, *, name: str, kind: str, metadata: dict 
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(header)})
+        os.chmod(tmp, 0o644)  # safetensors creates 0600 files; a library is meant to be shared
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
