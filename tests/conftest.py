@@ -5,5 +5,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
+# absolute, because some tests run the CLI in another working folder
+os.environ["NUMBA_CACHE_DIR"] = str(Path(os.environ.get("NUMBA_CACHE_DIR", ROOT / ".cache" / "numba")).resolve())
 os.environ.setdefault("MPLBACKEND", "Agg")

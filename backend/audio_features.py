@@ -1,0 +1,277 @@
+"""Per-video-frame audio features: one row per frame, 24 values in [0, 1], in FEATURE_NAMES order.
+
+Frame ``n`` (a scene frame number) shows ``t = (n - frame_start) / fps``; a track of ``d`` seconds
+has ``ceil(d * fps)`` frames (see :mod:`backend.timebase`). Each frame summarises the audio in its
+window ``[t - 1/(2 fps), t + 1/(2 fps))``: energies are averaged over it, onset strength takes its
+peak, so a 10 ms hit is never lost between frames.
+
+The pipeline: decode in blocks -> mono -> 32 kHz (streaming soxr) -> per-hop measurements every
+5 ms (:mod:`backend.spectral`) -> per-frame means as frames complete; the 5 ms onset envelope
+(small) is kept for tempo and beats (:mod:`backend.beats`); finally robust per-track normalisation
+and attack/release smoothing (:mod:`backend.feature_shaping`). Memory grows with the number of
+frames, not with a spectrogram of the file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Iterable
+
+import numpy as np
+
+from backend import spectral
+from backend.audio_io import MIN_SECONDS, iter_source_blocks, probe_audio
+from backend.beats import beat_features, track_beats
+from backend.errors import InvalidInput
+from backend.feature_io import load_features, save_features  # noqa: F401  (part of this module's API)
+from backend.feature_names import BANDS, CHROMA, FEATURE_INDEX, FEATURE_NAMES
+from backend.feature_shaping import shape_features
+from backend.progress import Progress, ProgressCallback, report
+from backend.timebase import fps_label, frame_count, frame_times, parse_fps
+
+RAW_FLOOR_DB = -120.0  # raw dB values never go below this (digital silence)
+ANALYSIS_VERSION = 1  # bump when the same settings give different numbers; part of to_dict() for caches
+
+
+def default_smoothing() -> dict[str, tuple[float, float]]:
+    """(attack_ms, release_ms) per feature: quick rises, releases long enough to read as motion."""
+    table = {"sub": (20, 180), "bass": (20, 180), "low_mid": (10, 140), "high_mid": (10, 120),
+             "treble": (5, 100), "rms": (20, 200), "onset": (0, 90), "centroid": (30, 200)}
+    table.update({name: (20, 150) for name in CHROMA})
+    return {name: tuple(map(float, table.get(name, (0.0, 0.0)))) for name in FEATURE_NAMES}
+
+
+@dataclass
+class AudioConfig:
+    """How audio becomes per-frame features; saved with every render (``to_dict``)."""
+
+    fps: Fraction = Fraction(30)  # video frames per second; "29.97" means 30000/1001 exactly
+    frame_start: int = 1  # scene frame number that shows time 0
+    # feature name -> (attack_ms, release_ms); a feature not listed is not smoothed
+    smoothing: dict[str, tuple[float, float]] = field(default_factory=default_smoothing)
+    zero_phase: bool = True  # peaks stay on their frame (rise before, fall after); False = causal follower
+    level_percentiles: tuple[float, float] = (5.0, 97.0)  # track percentiles of dB levels/centroid mapped to 0 and 1
+    onset_percentile: float = 90.0  # percentile of onset peak heights mapped to 1 (the top tenth of hits saturate)
+    floor_db: float = -80.0  # dBFS at or below which a band, or a whole frame (by RMS), counts as silent
+    min_range_db: float = 12.0  # smallest dB span stretched over 0..1: steadier levels stay near 0
+    max_range_db: float = 48.0  # widest span: levels further below a feature's loud parts count as off
+    min_range_octaves: float = 1.0  # the same for the spectral centroid
+    beat_pulse_decay_ms: float = 150.0  # the beat pulse falls to 1/e this long after each beat
+    chroma_median_ms: float = 250.0  # running median over time before chroma: drum hits are shorter
+    start_bpm: float = 120.0  # centre of the tempo prior (octave errors lean towards it)
+    max_seconds: float = 6 * 3600.0  # longer audio is refused rather than filling memory
+
+    def __post_init__(self):
+        self.fps = parse_fps(self.fps)
+        if self.fps > spectral.HOP_RATE:
+            raise InvalidInput(f"fps must be at most {spectral.HOP_RATE} (features are measured every "
+                               f"{1000 // spectral.HOP_RATE} ms), got {fps_label(self.fps)}")
+        self.frame_start = int(self.frame_start)
+        smoothing = {}
+        for name, value in dict(self.smoothing).items():
+            if name not in FEATURE_INDEX:
+                raise InvalidInput(f"smoothing names an unknown feature {name!r}; known: {', '.join(FEATURE_NAMES)}")
+            attack, release = (float(v) for v in value)
+            if not (attack >= 0 and release >= 0 and math.isfinite(attack + release)):
+                raise InvalidInput(f"smoothing for {name} must be (attack_ms, release_ms) >= 0, got {value}")
+            smoothing[name] = (attack, release)
+        self.smoothing = smoothing
+        lo, hi = self.level_percentiles
+        if not 0 <= lo < hi <= 100:
+            raise InvalidInput(f"level_percentiles must satisfy 0 <= low < high <= 100, got {self.level_percentiles}")
+        if not 0 < self.onset_percentile <= 100:
+            raise InvalidInput(f"onset_percentile must be in (0, 100], got {self.onset_percentile}")
+        if not (0 < self.min_range_db <= self.max_range_db and self.min_range_octaves > 0
+                and self.beat_pulse_decay_ms >= 0 and self.chroma_median_ms >= 0 and self.start_bpm > 0
+                and self.max_seconds > 0):
+            raise InvalidInput("min_range_db (<= max_range_db), min_range_octaves, start_bpm and max_seconds "
+                               "must be > 0, beat_pulse_decay_ms and chroma_median_ms >= 0")
+
+    def to_dict(self) -> dict:
+        return {"analysis_version": ANALYSIS_VERSION, "fps": fps_label(self.fps), "frame_start": self.frame_start,
+                "smoothing": {k: list(v) for k, v in self.smoothing.items()}, "zero_phase": self.zero_phase,
+                "level_percentiles": list(self.level_percentiles), "onset_percentile": self.onset_percentile,
+                "floor_db": self.floor_db, "min_range_db": self.min_range_db, "max_range_db": self.max_range_db,
+                "min_range_octaves": self.min_range_octaves, "beat_pulse_decay_ms": self.beat_pulse_decay_ms,
+                "chroma_median_ms": self.chroma_median_ms,
+                "start_bpm": self.start_bpm, "max_seconds": self.max_seconds}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AudioConfig":
+        data = dict(data)
+        data.pop("analysis_version", None)
+        if "level_percentiles" in data:
+            data["level_percentiles"] = tuple(data["level_percentiles"])
+        return cls(**data)
+
+
+@dataclass
+class Features:
+    values: np.ndarray  # float32 (n_frames, 24): normalised + smoothed, in [0, 1], FEATURE_NAMES order
+    raw: np.ndarray  # float32 (n_frames, 24): before normalisation (dB, BPM, Hz, flux, ...)
+    names: tuple[str, ...]  # == FEATURE_NAMES
+    times: np.ndarray  # float64 (n_frames,): seconds shown by each frame, i / fps
+    fps: Fraction
+    frame_start: int  # scene frame number of row 0
+    duration: float  # seconds of audio
+    sample_rate: int  # of the source audio
+    tempo: float  # global BPM estimate; 0.0 when no beat was found
+    beat_times: np.ndarray  # float64 seconds
+    config: dict = field(default_factory=dict)  # AudioConfig.to_dict() that produced these
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.values)
+
+    def frame_numbers(self) -> np.ndarray:
+        """Scene frame number of each row: frame_start + arange(n_frames)."""
+        return self.frame_start + np.arange(self.n_frames)
+
+    def column(self, name: str) -> np.ndarray:
+        """The normalised values of one feature, shape (n_frames,)."""
+        if name not in FEATURE_INDEX:
+            raise InvalidInput(f"unknown feature {name!r}; known: {', '.join(self.names)}")
+        return self.values[:, FEATURE_INDEX[name]]
+
+    def raw_column(self, name: str) -> np.ndarray:
+        if name not in FEATURE_INDEX:
+            raise InvalidInput(f"unknown feature {name!r}; known: {', '.join(self.names)}")
+        return self.raw[:, FEATURE_INDEX[name]]
+
+
+def analyze(path, *, config: AudioConfig | None = None, progress: ProgressCallback | None = None,
+            block_seconds: float = 30.0) -> Features:
+    """Features of an audio (or video) file, streamed in blocks of ``block_seconds``.
+
+    Raises NotFound / InvalidInput for files that cannot be analysed (see ``probe_audio``).
+    """
+    config = config or AudioConfig()
+    info = probe_audio(path)
+    _check_length(info.n_samples, info.sample_rate, config, str(info.path))
+    blocks = iter_source_blocks(info, block_frames=max(1, int(block_seconds * info.sample_rate)))
+    return analyze_blocks(blocks, info.sample_rate, config=config, progress=progress,
+                          expected_samples=info.n_samples)
+
+
+def compute_features(y: np.ndarray, sr: int, *, config: AudioConfig | None = None,
+                     progress: ProgressCallback | None = None) -> Features:
+    """Features of a signal ``y``: shape (n,) mono or (n, channels) like soundfile, at ``sr`` Hz.
+
+    Float samples are full scale at +-1; signed integer samples (e.g. int16 PCM) are scaled to that.
+    """
+    config = config or AudioConfig()
+    y = np.asarray(y)
+    if np.issubdtype(y.dtype, np.signedinteger):
+        y = y.astype(np.float32) / float(2 ** (8 * y.dtype.itemsize - 1))
+    if y.ndim == 2 and y.shape[0] < y.shape[1] and y.shape[0] <= 8:
+        raise InvalidInput(f"y must be (n_samples,) or (n_samples, channels), got shape {y.shape}; "
+                           "transpose channels-first audio")
+    if y.ndim not in (1, 2) or not np.issubdtype(y.dtype, np.number):
+        raise InvalidInput(f"y must be a numeric array (n_samples,) or (n_samples, channels), got {y.shape}")
+    if not (isinstance(sr, (int, np.integer)) and sr > 0):
+        raise InvalidInput(f"sr must be a positive integer, got {sr!r}")
+    y = y.reshape(len(y), -1)
+    _check_length(len(y), int(sr), config, "audio")
+    step = int(sr) * 30
+    blocks = (y[i: i + step].astype(np.float32) for i in range(0, len(y), step))
+    return analyze_blocks(blocks, int(sr), config=config, progress=progress, expected_samples=len(y))
+
+
+def analyze_blocks(blocks: Iterable[np.ndarray], sample_rate: int, *, config: AudioConfig | None = None,
+                   progress: ProgressCallback | None = None, expected_samples: int = 0) -> Features:
+    """The streaming core: blocks (n, channels) float32 at ``sample_rate`` in order -> Features.
+
+    ``expected_samples`` only sizes the progress bar; the frame count follows the samples seen.
+    """
+    import soxr
+
+    config = config or AudioConfig()
+    fps = config.fps
+    resampler = None if sample_rate == spectral.ANALYSIS_RATE else soxr.ResampleStream(
+        sample_rate, spectral.ANALYSIS_RATE, 1, dtype="float32")
+    hops = spectral.HopAnalyzer()
+    frame_means = spectral.FrameMeans(fps, spectral.N_LEVEL_COLUMNS)
+    onset_parts, level_parts = [], []
+    n_samples = 0
+    total_s = math.ceil(expected_samples / sample_rate)
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float32).reshape(len(block), -1)
+        if not np.isfinite(block).all():
+            raise InvalidInput(f"the audio contains NaN or infinite samples near {n_samples / sample_rate:.1f} s")
+        n_samples += len(block)
+        _check_length(n_samples, sample_rate, config, "the audio", minimum=False)
+        mono = block.mean(axis=1, keepdims=True)
+        resampled = resampler.resample_chunk(mono) if resampler is not None else mono
+        onset, levels = hops.push(resampled)
+        onset_parts.append(onset)
+        level_parts.append(frame_means.push(levels))
+        done = int(n_samples / sample_rate)
+        report(progress, Progress("analyse", done=done, total=max(total_s, done), message=f"{done} s"))
+    if resampler is not None:
+        onset, levels = hops.push(resampler.resample_chunk(np.zeros((0, 1), np.float32), last=True))
+        onset_parts.append(onset)
+        level_parts.append(frame_means.push(levels))
+    if n_samples / sample_rate < MIN_SECONDS:
+        raise InvalidInput(f"the audio holds {n_samples / sample_rate:.2f} s; analysis needs at least {MIN_SECONDS} s")
+    onset, levels = hops.finish()
+    onset_parts.append(onset)
+    level_parts.append(frame_means.push(levels))
+    n_frames = frame_count(n_samples, sample_rate, fps)
+    level_parts.append(frame_means.finish(n_frames))
+    frame_levels = np.concatenate(level_parts)[:n_frames]  # (n_frames, N_LEVEL_COLUMNS)
+    envelope = np.concatenate(onset_parts)  # (n_hops,) at HOP_RATE, read ONSET_DELAY_SAMPLES late
+    report(progress, Progress("analyse", done=max(total_s, int(n_samples / sample_rate)),
+                              total=max(total_s, int(n_samples / sample_rate)), message="beats"))
+    grid = track_beats(envelope, hop_rate=spectral.HOP_RATE, start_bpm=config.start_bpm,
+                       delay_s=spectral.ONSET_DELAY_SAMPLES / spectral.ANALYSIS_RATE)
+    times = frame_times(n_frames, fps)
+    onset = spectral.window_max(envelope, fps, n_frames, spectral.ONSET_DELAY_SAMPLES)
+    raw = _raw_features(frame_levels, onset, grid, times, config)
+    values = shape_features(raw, config)
+    return Features(values=values.astype(np.float32), raw=raw.astype(np.float32), names=FEATURE_NAMES,
+                    times=times, fps=fps, frame_start=config.frame_start, duration=n_samples / sample_rate,
+                    sample_rate=int(sample_rate), tempo=float(grid.tempo), beat_times=grid.beat_times,
+                    config=config.to_dict())
+
+
+def _check_length(n_samples: int, sample_rate: int, config: AudioConfig, what: str, minimum: bool = True) -> None:
+    seconds = n_samples / sample_rate
+    if seconds > config.max_seconds:
+        raise InvalidInput(f"{what} is {seconds / 3600:.2f} h long; analysis is limited to "
+                           f"{config.max_seconds / 3600:g} h (AudioConfig.max_seconds) — split the file")
+    if minimum and seconds < MIN_SECONDS:
+        raise InvalidInput(f"{what} holds {seconds:.2f} s; analysis needs at least {MIN_SECONDS} s")
+
+
+def _db(power: np.ndarray) -> np.ndarray:
+    return 10.0 * np.log10(np.maximum(power, 10 ** (RAW_FLOOR_DB / 10)))
+
+
+def _raw_features(levels: np.ndarray, onset: np.ndarray, grid, times: np.ndarray,
+                  config: AudioConfig) -> np.ndarray:
+    """Physical per-frame values (n_frames, 24): dB, flux, pulse, sin/cos, BPM, chroma / strongest, Hz."""
+    import scipy.ndimage
+
+    raw = np.zeros((len(times), len(FEATURE_NAMES)), np.float64)
+    for k, band in enumerate(BANDS):
+        raw[:, FEATURE_INDEX[band]] = _db(levels[:, spectral.COL_BANDS][:, k])
+    raw[:, FEATURE_INDEX["rms"]] = _db(levels[:, spectral.COL_MS])
+    raw[:, FEATURE_INDEX["onset"]] = onset
+    beats = beat_features(grid, times, config.fps, pulse_decay_s=config.beat_pulse_decay_ms / 1000)
+    has_beats = len(grid.beat_times) > 0
+    raw[:, FEATURE_INDEX["beat_pulse"]] = beats["beat_pulse"]
+    raw[:, FEATURE_INDEX["beat_sin"]] = np.sin(2 * np.pi * beats["beat_phase"]) * has_beats
+    raw[:, FEATURE_INDEX["beat_cos"]] = np.cos(2 * np.pi * beats["beat_phase"]) * has_beats
+    raw[:, FEATURE_INDEX["tempo"]] = beats["tempo"]
+    # A running median over time keeps sustained harmony and drops drum hits, which are short.
+    width = max(1, int(round(config.chroma_median_ms / 1000 * config.fps.numerator / config.fps.denominator)))
+    chroma = scipy.ndimage.median_filter(levels[:, spectral.COL_CHROMA], size=(width | 1, 1), mode="nearest")
+    peak = chroma.max(axis=1, keepdims=True)
+    raw[:, FEATURE_INDEX[CHROMA[0]]: FEATURE_INDEX[CHROMA[-1]] + 1] = np.divide(
+        chroma, peak, out=np.zeros_like(chroma), where=peak > 1e-12)
+    power = levels[:, spectral.COL_POWER]
+    raw[:, FEATURE_INDEX["centroid"]] = np.divide(levels[:, spectral.COL_FREQ_POWER], power,
+                                                  out=np.zeros_like(power), where=power > 1e-12)
+    return raw

@@ -1,0 +1,110 @@
+"""``audio-cppn train``: train a style from a text prompt with CLIP guidance."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from backend.cli.console import ProgressBar
+
+EPILOG = """\
+examples:
+  audio-cppn train "ink in water" --name ink
+  audio-cppn train "ink in water:1, gold leaf:0.5" --name gilded --negative "text, watermark"
+  audio-cppn train "aurora over a frozen sea" --name aurora2 --steps 400 --resolutions 256
+  audio-cppn train "neon rain" --name neon --pretrained ~/models/open_clip_model.safetensors
+  audio-cppn train --name neon --resume          # continue an interrupted run
+
+Prompts: plain text is one prompt; "A:1, B:0.5" weighs several (weights > 0).
+Weights never download: a pretrained tag must already be in the Hugging Face cache
+(~/.cache/huggingface/hub), else pass --pretrained PATH or local-dir:FOLDER.
+Writes NAME.safetensors, NAME.png (preview), NAME.history.json and NAME.curve.png
+into the style library; an interrupted run (Ctrl-C) can be continued with --resume.
+"""
+
+# option name -> TrainConfig field; each defaults to None so --resume knows what was given
+CONFIG_OPTIONS = ("steps", "resolutions", "hidden", "depth", "clip_model", "pretrained", "cutouts", "lr", "seed",
+                  "device", "negative", "negative_weight", "features", "checkpoint_every", "eval_every")
+
+
+def _resolutions(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 256,512, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one size, e.g. 256,512")
+    return values
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a style from a text prompt (CLIP guidance)",
+        description="Train a new style: a CPPN optimised so that its frames, at any time and under "
+                    "realistic music, look like PROMPT to CLIP. Random cutouts of the render canvas are "
+                    "scored in batches, coarse resolutions first. Progress shows step, similarity "
+                    "(cosine, higher is closer) and steps/s.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("prompt", nargs="?", default=None,
+                        help='what to see, e.g. "ink in water" or "ink in water:1, gold leaf:0.5" '
+                             "(optional with --resume)")
+    parser.add_argument("--name", required=True, help="style name: the file NAME.safetensors in the library")
+    parser.add_argument("--negative", default=None, help='things to steer away from, same syntax (e.g. "text, blur")')
+    parser.add_argument("--negative-weight", type=float, default=None,
+                        help="how hard to avoid the negative prompt (default 0.5)")
+    parser.add_argument("--steps", type=int, default=None, help="optimisation steps in all (default 800)")
+    parser.add_argument("--resolutions", type=_resolutions, default=None,
+                        help="cutout sizes in pixels, coarse to fine, steps split evenly (default 256,512)")
+    parser.add_argument("--hidden", type=int, default=None, help="CPPN width, sine units per layer (default 128)")
+    parser.add_argument("--depth", type=int, default=None, help="CPPN sine layers (default 4)")
+    parser.add_argument("--clip-model", default=None, help="open_clip architecture (default ViT-B-32)")
+    parser.add_argument("--pretrained", default=None,
+                        help="weights: a tag already in the local cache (default laion2b_s34b_b79k), a weights "
+                             "file path, local-dir:FOLDER (config + weights), or 'random' for benchmarks")
+    parser.add_argument("--cutouts", type=int, default=None, help="views per step, one CLIP batch (default 8)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate of Adam (default 0.002)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the network and every random draw (default 0)")
+    parser.add_argument("--device", default=None,
+                        help="auto (CUDA when present), cpu, cuda, cuda:N, mps (default auto)")
+    parser.add_argument("--features", default=None,
+                        help="music the style must hold up under: a features file (.npz/.json from "
+                             "'audio-cppn features') or an audio file (default: the demo track)")
+    parser.add_argument("--checkpoint-every", type=int, default=None,
+                        help="steps between checkpoints for --resume (default 100)")
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help="steps between evaluations that choose the best weights (default 50)")
+    parser.add_argument("--resume", action="store_true", help="continue NAME's interrupted run from its checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing style or interrupted run")
+    parser.add_argument("--styles-dir", type=Path, default=None,
+                        help="style library folder (default: $AUDIO_CPPN_STYLES or the project's styles/)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from backend.checkpoint import checkpoint_path
+    from backend.styles import default_styles_dir
+    from backend.train import TrainConfig, resume_config, train
+
+    given = {k: getattr(args, k) for k in CONFIG_OPTIONS if getattr(args, k) is not None}
+    if args.resume:
+        _, config = resume_config(args.name, styles_dir=args.styles_dir, **given)
+    else:
+        config = TrainConfig(**given)
+    bar = ProgressBar("step", quiet=args.quiet, postfix_keys=("similarity", "steps_per_s", "resolution"))
+    try:
+        result = train(args.prompt, name=args.name, config=config, styles_dir=args.styles_dir, progress=bar,
+                       resume=args.resume, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        bar.close()
+        if checkpoint_path(args.styles_dir or default_styles_dir(), args.name).is_file():
+            print(f"interrupted; continue with: audio-cppn train --name {args.name} --resume", file=sys.stderr)
+        raise
+    finally:
+        bar.close()
+    print(f"style {args.name}: {result.style_path}")
+    print(f"  similarity best {result.best_similarity:.4f} (step {result.best_step}), "
+          f"final {result.final_similarity:.4f}; {result.steps} steps in {result.duration_s:.1f} s on {result.device}")
+    print(f"  preview {result.preview_path}\n  curve   {result.curve_path}\n  history {result.history_path}")
+    return 0

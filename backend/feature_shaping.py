@@ -1,0 +1,130 @@
+"""Turning raw per-frame measurements into [0, 1] values: robust normalisation and smoothing.
+
+Normalisation is per track and robust: levels (dB) and the centroid (octaves) map a low and a high
+percentile of the non-silent frames to 0 and 1, so one loud hit does not flatten the rest. A full
+0 -> 1 swing needs at least a minimum span (e.g. 12 dB): a steady signal, such as a constant tone,
+has no span and sits at 0 — nothing changes, so nothing moves — instead of dividing by zero.
+Silent frames (RMS at or below the floor) are 0 for every level and spectral feature. The rest:
+
+* onset: scaled so the 90th percentile of its peak heights is 1 (the top tenth of hits saturate);
+* beat_pulse as is; beat_sin / beat_cos as 0.5 + 0.5 sin / cos(2 pi phase); all 0 without beats;
+* tempo: 60..180 BPM -> 0..1, absolute, so styles see the same number for the same tempo;
+* chroma: per-frame contrast, the median pitch class -> 0 and the strongest -> 1.
+
+Smoothing follows attack/release envelopes. Zero-phase (the default, for offline rendering) keeps
+every peak on its frame: the value rises over ``attack`` *before* the event and falls over
+``release`` after it, never exceeding the peak. Causal mode is the classic envelope follower
+(rise over ``attack`` after the event), as a live visualiser would see it.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from backend.feature_names import BANDS, CHROMA, FEATURE_INDEX
+
+ONSET_MIN_PEAK = 0.04  # flux of a click at about -33 dBFS: smaller "peaks" (a steady bass ripple) stay low
+TEMPO_RANGE_BPM = (60.0, 180.0)  # mapped to 0..1, absolute (not per track)
+
+
+def shape_features(raw: np.ndarray, config) -> np.ndarray:
+    """Normalise every column of ``raw`` (n_frames, 24) to [0, 1] per track, then smooth it.
+
+    ``config`` is an :class:`~backend.audio_features.AudioConfig`; see the module docstring.
+    """
+    values = np.zeros_like(raw)
+    active = raw[:, FEATURE_INDEX["rms"]] > config.floor_db  # frames that are not silent
+    for name in (*BANDS, "rms"):
+        i = FEATURE_INDEX[name]
+        values[:, i] = normalise_levels(raw[:, i], active, percentiles=config.level_percentiles,
+                                        min_range=config.min_range_db, max_range=config.max_range_db,
+                                        floor=config.floor_db)
+    i = FEATURE_INDEX["onset"]
+    values[:, i] = normalise_onset(raw[:, i], active, percentile=config.onset_percentile, min_peak=ONSET_MIN_PEAK)
+    has_beats = np.any(raw[:, FEATURE_INDEX["tempo"]] > 0)
+    values[:, FEATURE_INDEX["beat_pulse"]] = raw[:, FEATURE_INDEX["beat_pulse"]]
+    for name in ("beat_sin", "beat_cos"):
+        values[:, FEATURE_INDEX[name]] = (0.5 + 0.5 * raw[:, FEATURE_INDEX[name]]) * has_beats
+    slow, fast = TEMPO_RANGE_BPM
+    values[:, FEATURE_INDEX["tempo"]] = np.clip((raw[:, FEATURE_INDEX["tempo"]] - slow) / (fast - slow), 0.0, 1.0)
+    # Chroma contrast: the per-frame median pitch class -> 0, the strongest -> 1. Noise and
+    # drums spread over every pitch class and fall away; chords stand out.
+    chroma = raw[:, FEATURE_INDEX[CHROMA[0]]: FEATURE_INDEX[CHROMA[-1]] + 1]
+    middle = np.median(chroma, axis=1, keepdims=True)
+    spread = chroma.max(axis=1, keepdims=True) - middle
+    contrast = np.divide(chroma - middle, spread, out=np.zeros_like(chroma), where=spread > 1e-6)
+    values[:, FEATURE_INDEX[CHROMA[0]]: FEATURE_INDEX[CHROMA[-1]] + 1] = np.clip(contrast, 0, 1) * active[:, None]
+    i = FEATURE_INDEX["centroid"]
+    centroid = raw[:, i]
+    voiced = active & (centroid > 0)
+    values[:, i] = normalise_levels(np.log2(np.maximum(centroid, 1.0)), voiced,
+                                    percentiles=config.level_percentiles, min_range=config.min_range_octaves)
+    rate = config.fps.numerator / config.fps.denominator
+    for name, (attack_ms, release_ms) in config.smoothing.items():
+        i = FEATURE_INDEX[name]
+        values[:, i] = smooth(values[:, i], attack_s=attack_ms / 1000, release_s=release_ms / 1000,
+                              fps=rate, zero_phase=config.zero_phase)
+    return np.clip(values, 0.0, 1.0)
+
+
+def normalise_levels(x: np.ndarray, active: np.ndarray, *, percentiles: tuple[float, float],
+                     min_range: float, max_range: float = np.inf, floor: float | None = None) -> np.ndarray:
+    """Map ``x`` (n,) to [0, 1]: percentile ``lo`` of the active frames -> 0, ``hi`` -> 1.
+
+    ``lo`` is raised to ``floor`` and to ``hi - max_range`` (nothing below counts), then ``hi``
+    to ``lo + min_range``. Inactive frames are 0. No active frame at all gives all zeros.
+    """
+    out = np.zeros(len(x), np.float64)
+    valid = active & np.isfinite(x)
+    if not valid.any():
+        return out
+    lo, hi = np.percentile(x[valid], percentiles)
+    lo = max(lo, hi - max_range, -np.inf if floor is None else floor)
+    hi = max(hi, lo + min_range)
+    out[valid] = np.clip((x[valid] - lo) / (hi - lo), 0.0, 1.0)
+    return out
+
+
+def normalise_onset(x: np.ndarray, active: np.ndarray, *, percentile: float, min_peak: float) -> np.ndarray:
+    """Onset strength (n,) >= 0 -> [0, 1], scaled so the ``percentile`` of its peak heights is 1.
+
+    Peaks (local maxima) rather than all frames: between hits the flux is near zero, and a
+    percentile of every frame would land there. ``min_peak`` keeps numeric noise in a steady
+    signal from being stretched into flicker.
+    """
+    xa = np.where(active, x, 0.0)
+    if len(xa) < 3:
+        return np.zeros(len(x), np.float64)
+    peak = np.r_[False, (xa[1:-1] > xa[:-2]) & (xa[1:-1] >= xa[2:]), False]
+    heights = xa[peak]
+    scale = max(float(np.percentile(heights, percentile)) if len(heights) else 0.0, min_peak)
+    return np.clip(xa / scale, 0.0, 1.0)
+
+
+def smoothing_coefficient(time_s: float, fps: float) -> float:
+    """One-pole coefficient reaching 1 - 1/e of a step after ``time_s`` seconds (1.0 = instant)."""
+    return 1.0 if time_s <= 0 else float(1.0 - np.exp(-1.0 / (time_s * fps)))
+
+
+def smooth(x: np.ndarray, *, attack_s: float, release_s: float, fps: float, zero_phase: bool = True) -> np.ndarray:
+    """Attack/release smoothing of one feature (n,) sampled at ``fps``; see the module docstring."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if len(x) == 0 or (attack_s <= 0 and release_s <= 0):
+        return x.copy()
+    a_attack = smoothing_coefficient(attack_s, fps)
+    a_release = smoothing_coefficient(release_s, fps)
+    if not zero_phase:
+        return _follow(x, a_attack, a_release)
+    decayed = _follow(x, 1.0, a_release)  # instant rise, release after each peak
+    return _follow(decayed[::-1].copy(), 1.0, a_attack)[::-1].copy()  # the same backwards: attack before
+
+
+@numba.njit(cache=True)
+def _follow(x, a_up, a_down):  # pragma: no cover - compiled
+    y = np.empty_like(x)
+    y[0] = x[0]
+    for n in range(1, len(x)):
+        a = a_up if x[n] > y[n - 1] else a_down
+        y[n] = y[n - 1] + a * (x[n] - y[n - 1])
+    return y

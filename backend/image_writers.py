@@ -1,0 +1,287 @@
+"""Frames on disk through OpenImageIO: scene-linear half EXR and sRGB PNG, written atomically.
+
+The renderer produces *display* colour (what the network means on an sRGB screen). EXR is a
+scene-linear format, so EXR pixels are the display colour through the inverse sRGB transfer
+function (linear Rec.709, which Blender's Standard view transform turns back into exactly the
+PNG's colours). PNG stores the display colour as it is, 8 or 16 bit.
+
+Alpha (``alpha=True``): the style's 4th channel, or for RGB styles the Rec.709 luma of the
+displayed colour (black becomes transparent). EXR alpha is premultiplied (the EXR convention),
+PNG alpha straight. Without ``alpha`` EXR alpha is 1 and PNG is RGB only.
+
+Every file is written under a temporary name in the same folder and renamed into place, so a
+file at its final name is always complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import OpenImageIO as oiio
+
+from backend import __version__
+from backend.errors import InvalidInput
+
+EXR_COMPRESSIONS = ("zip", "piz", "dwaa", "none")
+PNG_DEPTHS = (8, 16)
+FORMATS = ("exr", "png")
+PNG_COMPRESSION_LEVEL = 1  # zlib level 1: several times faster than the default 6, files ~10% larger
+LUMA_709 = np.array([0.2126, 0.7152, 0.0722], np.float32)
+_TEMP_MARK = ".tmp-"  # temporary files: .<name>.tmp-<host>-<pid>-<thread>
+_HOST = socket.gethostname().replace("-", "_").replace(".", "_")[:32]
+
+# Display -> linear through a 65536-entry table: its error (< 2e-5) is far below a half's step.
+_LUT_SIZE = 65536
+_codes = np.arange(_LUT_SIZE, dtype=np.float64) / (_LUT_SIZE - 1)
+_SRGB_TO_LINEAR = np.where(_codes <= 0.04045, _codes / 12.92,
+                           ((_codes + 0.055) / 1.055) ** 2.4).astype(np.float32)
+del _codes
+
+
+def srgb_to_linear(display: np.ndarray) -> np.ndarray:
+    """Inverse sRGB transfer function (exact formula), float32 of the same shape."""
+    c = np.clip(np.asarray(display, np.float32), 0.0, 1.0)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
+    """sRGB transfer function (exact formula), float32 of the same shape, clipped to [0, 1]."""
+    c = np.clip(np.asarray(linear, np.float32), 0.0, 1.0)
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055).astype(np.float32)
+
+
+def _fast_srgb_to_linear(display: np.ndarray) -> np.ndarray:
+    index = np.rint(np.clip(display, 0.0, 1.0) * (_LUT_SIZE - 1)).astype(np.uint16)
+    return _SRGB_TO_LINEAR[index]
+
+
+def output_alpha(colour: np.ndarray) -> np.ndarray:
+    """Alpha for ``--alpha``: channel 4 of an RGBA style, else the luma of the display colour. (H, W)."""
+    if colour.shape[-1] >= 4:
+        return np.clip(colour[..., 3], 0.0, 1.0)
+    return np.clip(colour[..., :3] @ LUMA_709, 0.0, 1.0)
+
+
+def exr_pixels(colour: np.ndarray, *, alpha: bool = False) -> np.ndarray:
+    """Display colour (H, W, C) in [0, 1] -> premultiplied scene-linear RGBA, float16 (H, W, 4)."""
+    h, w = colour.shape[:2]
+    out = np.empty((h, w, 4), np.float16)
+    linear = _fast_srgb_to_linear(colour[..., :3])  # (H, W, 3) float32
+    if alpha:
+        a = output_alpha(colour)
+        out[..., :3] = linear * a[..., None]
+        out[..., 3] = a
+    else:
+        out[..., :3] = linear
+        out[..., 3] = 1.0
+    return out
+
+
+def png_pixels(colour: np.ndarray, *, depth: int = 8, alpha: bool = False) -> np.ndarray:
+    """Display colour (H, W, C) -> sRGB integers (H, W, 3 or 4), uint8 or uint16, straight alpha."""
+    top = 255 if depth == 8 else 65535
+    rgb = colour[..., :3]
+    if alpha:
+        rgb = np.concatenate((rgb, output_alpha(colour)[..., None]), axis=-1)
+    scaled = np.clip(rgb, 0.0, 1.0) * np.float32(top) + np.float32(0.5)
+    return scaled.astype(np.uint8 if depth == 8 else np.uint16)
+
+
+def temp_path(path: Path) -> Path:
+    """A temporary name beside ``path``, unique per host, process and thread."""
+    return path.with_name(f".{path.name}{_TEMP_MARK}{_HOST}-{os.getpid()}-{threading.get_ident()}")
+
+
+def _write_pixels(path: Path, pixels: np.ndarray, fmt: str, attributes: dict) -> Path:
+    """Write ``pixels`` (H, W, C) with OIIO to a temporary name, then rename it to ``path``."""
+    path = Path(path)
+    h, w, c = pixels.shape
+    spec = oiio.ImageSpec(w, h, c, {np.float16: "half", np.uint8: "uint8", np.uint16: "uint16"}[pixels.dtype.type])
+    spec.attribute("Software", f"audio-cppn {__version__}")
+    spec.attribute("DateTime", "")  # OIIO would stamp the time: the same frame must give the same bytes
+    for key, value in attributes.items():
+        spec.attribute(key, value)
+    tmp = temp_path(path)
+    out = oiio.ImageOutput.create(fmt)  # by format name: the temporary name has no image extension
+    try:
+        if out is None or not out.open(str(tmp), spec):
+            raise InvalidInput(f"cannot write {path}: {(out.geterror() if out else '') or oiio.geterror()}")
+        ok = out.write_image(np.ascontiguousarray(pixels))
+        ok = out.close() and ok
+        if not ok:
+            raise InvalidInput(f"cannot write {path}: {out.geterror() or 'write failed (disk full?)'}")
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):  # nothing to remove, or the folder itself is unusable
+            tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_exr(path: Path, colour: np.ndarray, *, compression: str = "zip", alpha: bool = False) -> Path:
+    """Write display colour (H, W, C) in [0, 1] as a half-float scene-linear RGBA EXR."""
+    if compression not in EXR_COMPRESSIONS:
+        raise InvalidInput(f"EXR compression must be one of {', '.join(EXR_COMPRESSIONS)}, got {compression!r}")
+    return _write_pixels(path, exr_pixels(colour, alpha=alpha), "openexr",
+                         {"compression": compression, "oiio:ColorSpace": "lin_rec709_scene"})
+
+
+def write_png(path: Path, colour: np.ndarray, *, depth: int = 8, alpha: bool = False,
+              level: int = PNG_COMPRESSION_LEVEL) -> Path:
+    """Write display colour (H, W, C) in [0, 1] as an sRGB PNG of ``depth`` 8 or 16 bits."""
+    if depth not in PNG_DEPTHS:
+        raise InvalidInput(f"PNG depth must be 8 or 16, got {depth}")
+    # PNG ignores the generic "compression" attribute; this is the zlib level.
+    # Our alpha is straight already: tell OIIO not to un-premultiply it on the way out.
+    return _write_pixels(path, png_pixels(colour, depth=depth, alpha=alpha), "png",
+                         {"png:compressionLevel": int(level), "oiio:ColorSpace": "srgb_rec709_scene",
+                          "oiio:UnassociatedAlpha": 1})
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """How frames are stored; one of these per render."""
+
+    kind: str = "exr"  # "exr" (half, scene-linear) or "png" (sRGB)
+    png_depth: int = 8  # 8 or 16 bits per channel (PNG only)
+    exr_compression: str = "zip"  # zip, piz, dwaa (lossy) or none (EXR only)
+    alpha: bool = False  # write a meaningful alpha channel (see the module docstring)
+
+    def __post_init__(self):
+        if self.kind not in FORMATS:
+            raise InvalidInput(f"format must be exr or png, got {self.kind!r}")
+        if self.png_depth not in PNG_DEPTHS:
+            raise InvalidInput(f"PNG depth must be 8 or 16, got {self.png_depth}")
+        if self.exr_compression not in EXR_COMPRESSIONS:
+            raise InvalidInput(f"EXR compression must be one of {', '.join(EXR_COMPRESSIONS)}, "
+                               f"got {self.exr_compression!r}")
+
+    @property
+    def extension(self) -> str:
+        return f".{self.kind}"
+
+    @property
+    def channels(self) -> int:
+        return 4 if self.kind == "exr" or self.alpha else 3
+
+    @property
+    def pixel_type(self) -> str:
+        return "half" if self.kind == "exr" else f"uint{self.png_depth}"
+
+    def write(self, path: Path, colour: np.ndarray) -> Path:
+        if self.kind == "exr":
+            return write_exr(path, colour, compression=self.exr_compression, alpha=self.alpha)
+        return write_png(path, colour, depth=self.png_depth, alpha=self.alpha)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Stored pixels as float32 (H, W, C): EXR as written (linear, premultiplied), PNG scaled to [0, 1]."""
+    hints = oiio.ImageSpec()
+    hints.attribute("oiio:UnassociatedAlpha", 1)  # PNG alpha as stored (straight), not premultiplied
+    inp = oiio.ImageInput.open(str(path), hints)
+    if inp is None:
+        raise InvalidInput(f"cannot read image {path}: {oiio.geterror()}")
+    try:
+        pixels = inp.read_image("float")
+        if pixels is None:
+            raise InvalidInput(f"cannot read image {path}: {inp.geterror() or 'truncated or corrupt'}")
+    finally:
+        inp.close()
+    return pixels.reshape(inp.spec().height, inp.spec().width, -1) if pixels.ndim != 3 else pixels
+
+
+def read_display(path: Path) -> np.ndarray:
+    """The display colour a frame file holds, float32 (H, W, C), straight alpha (undoes the writers)."""
+    pixels = read_image(path)
+    if Path(path).suffix.lower() != ".exr":
+        return pixels
+    rgb, a = pixels[..., :3], pixels[..., 3:4]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        straight = np.where(a > 0, rgb / np.where(a > 0, a, 1), 0.0)
+    return np.concatenate((linear_to_srgb(straight), a), axis=-1)
+
+
+def image_header(path: Path) -> tuple[int, int, int, str] | None:
+    """(width, height, channels, pixel type) from a file's header, or None if it is not a readable image."""
+    inp = oiio.ImageInput.open(str(path))
+    if inp is None:
+        oiio.geterror()  # clear OIIO's per-thread error so it does not leak into a later message
+        return None
+    try:
+        spec = inp.spec()
+        return spec.width, spec.height, spec.nchannels, str(spec.format)
+    finally:
+        inp.close()
+
+
+def remove_stale_temps(folder: Path, *, older_than_s: float = 3600.0) -> int:
+    """Delete temporary frame files left by killed renders; returns how many.
+
+    A temporary file of this host whose process is gone is stale at once; one from another
+    host (a render farm writing to a shared folder) only after ``older_than_s``.
+    """
+    removed = 0
+    for tmp in Path(folder).glob(f".*{_TEMP_MARK}*"):
+        owner = tmp.name.rsplit(_TEMP_MARK, 1)[1].split("-")
+        try:
+            mine = len(owner) == 3 and owner[0] == _HOST
+            stale = (not _pid_alive(int(owner[1]))) if mine else time.time() - tmp.stat().st_mtime > older_than_s
+            if stale:
+                tmp.unlink()
+                removed += 1
+        except (ValueError, OSError):
+            continue
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class FrameSink:
+    """Writes frames on a pool of threads while the caller computes the next ones.
+
+    ``put`` blocks once ``threads + queue_frames`` frames are in flight, so memory stays flat;
+    a failed write is raised by the next ``put`` or by ``finish``.
+    """
+
+    def __init__(self, fmt: ImageFormat, *, threads: int = 2, queue_frames: int = 4):
+        self.fmt = fmt
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="frame-writer")
+        self._slots = threading.Semaphore(threads + queue_frames)
+        self._pending: deque[Future] = deque()
+
+    def put(self, path: Path, colour: np.ndarray) -> None:
+        self._collect(block=False)
+        self._slots.acquire()
+        job = self._pool.submit(self.fmt.write, path, colour)
+        job.add_done_callback(lambda _: self._slots.release())
+        self._pending.append(job)
+
+    def _collect(self, *, block: bool) -> None:
+        while self._pending and (block or self._pending[0].done()):
+            self._pending.popleft().result()  # re-raises a writer's error here, in the caller
+
+    def finish(self) -> None:
+        """Wait for every queued frame; raises the first write error."""
+        self._collect(block=True)
+
+    def close(self) -> None:
+        """Stop: frames not yet started are dropped, the ones being written complete (atomically)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)

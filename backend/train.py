@@ -1,0 +1,130 @@
+"""Train a style from a text prompt with CLIP guidance: prompt in, ``styles/NAME.safetensors`` out.
+
+Per step, a batch of random canvas windows (:mod:`backend.cutouts`) is rendered through the
+renderer's own differentiable path, each window at its own time and real-music audio row
+(:mod:`backend.audio_sampling`), lightly augmented, and scored by CLIP in one batched pass;
+the loss is the weighted cosine distance to the prompts plus the weighted similarity to the
+negative prompt. FP32 throughout, no detach between the network and CLIP. The cutout size
+follows a pyramid (256 then 512 px by default); the learning rate warms up, then decays on a
+cosine. Fixed evaluation views pick the best weights, which become the style.
+
+Outputs in the library folder: ``NAME.safetensors`` (metadata: prompts, negative, CLIP model and
+tag, steps, similarities, seed, every setting, duration, device), ``NAME.png`` (preview),
+``NAME.history.json`` and ``NAME.curve.png``. A checkpoint in ``.checkpoints/`` every
+``checkpoint_every`` steps (and on cancel) lets ``resume=True`` continue exactly; it is removed
+when the run finishes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from backend.audio_sampling import load_rows
+from backend.checkpoint import checkpoint_path, load_checkpoint
+from backend.clip_models import load_clip, resolve_device, resolve_weights
+from backend.errors import Cancelled, Conflict, NotFound
+from backend.progress import Progress, ProgressCallback, report
+from backend.prompts import parse_prompts
+from backend.styles import check_style_name, default_styles_dir
+from backend.train_config import TrainConfig, TrainResult
+from backend.trainer import Trainer, write_outputs
+
+RESUMABLE_CHANGES = ("device", "checkpoint_every", "memory_budget_gb")  # may differ when resuming
+
+
+def resume_config(name: str, *, styles_dir: Path | None = None, **overrides) -> tuple[str, TrainConfig]:
+    """The prompt and settings of NAME's interrupted run, with ``overrides`` applied."""
+    path = checkpoint_path(Path(styles_dir or default_styles_dir()), check_style_name(name))
+    if not path.is_file():
+        raise NotFound(f"no interrupted run of {name!r} to resume: {path} does not exist",
+                       fix="start a new run without --resume")
+    state = load_checkpoint(path).state
+    known = {f.name for f in fields(TrainConfig)}
+    return state["prompt"], TrainConfig(**{**state["settings"], **{k: v for k, v in overrides.items() if k in known}})
+
+
+def _check_resume(state: dict, prompt: str | None, config: TrainConfig | None) -> tuple[str, TrainConfig]:
+    saved = TrainConfig(**state["settings"])
+    if prompt is not None and prompt.strip() and prompt.strip() != state["prompt"]:
+        raise Conflict(f"the interrupted run was trained on {state['prompt']!r}, not {prompt.strip()!r}",
+                       fix="resume with the same prompt, or start over with --overwrite")
+    if config is None:
+        return state["prompt"], saved
+    changed = [f"{k} ({getattr(saved, k)!r} -> {getattr(config, k)!r})" for k in saved.to_dict()
+               if k not in RESUMABLE_CHANGES and getattr(saved, k) != getattr(config, k)]
+    if changed:
+        raise Conflict("cannot resume with different settings: " + ", ".join(changed),
+                       fix="resume with the original settings, or start over with --overwrite")
+    return state["prompt"], config
+
+
+@contextlib.contextmanager
+def _strict_fp32():
+    """No TF32 shortcuts on CUDA: training is specified as FP32 throughout."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def train(prompt: str | None, *, name: str, config: TrainConfig | None = None, styles_dir: Path | None = None,
+          progress: ProgressCallback | None = None, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train style ``name`` from ``prompt`` (``"ink in water:1, gold leaf:0.5"``) into the library.
+
+    ``resume`` continues NAME's interrupted run from its checkpoint (``prompt`` and ``config`` may
+    then be None to reuse the run's own); ``overwrite`` replaces an existing style or checkpoint.
+    ``progress`` receives ``train`` events (info: step, loss, similarity, negative_similarity,
+    steps_per_s, resolution, best_similarity); returning False cancels after saving a checkpoint.
+    """
+    check_style_name(name)
+    folder = Path(styles_dir) if styles_dir else default_styles_dir()
+    ckpt_file = checkpoint_path(folder, name)
+    style_file = folder / f"{name}.safetensors"
+    checkpoint = None
+    if resume:
+        if not ckpt_file.is_file():
+            raise NotFound(f"no interrupted run of {name!r} to resume: {ckpt_file} does not exist",
+                           fix="start a new run without --resume")
+        checkpoint = load_checkpoint(ckpt_file)
+        prompt, config = _check_resume(checkpoint.state, prompt, config)
+    else:
+        config = config or TrainConfig()
+        if not overwrite and ckpt_file.is_file():
+            raise Conflict(f"an interrupted run of {name!r} exists ({ckpt_file})",
+                           fix="pass --resume to continue it, or --overwrite to start over")
+        if not overwrite and style_file.exists():
+            raise Conflict(f"style {name!r} already exists: {style_file}",
+                           fix="choose another --name, or pass --overwrite to replace it")
+    prompts = parse_prompts(prompt)
+    negatives = parse_prompts(config.negative, what="negative prompt", allow_empty=True)
+    device = resolve_device(config.device)
+    resolve_weights(config.clip_model, config.pretrained)  # missing weights fail here, in well under a second
+    report(progress, Progress("load", 0, 1, f"loading CLIP {config.clip_model}"))
+    clip = load_clip(config.clip_model, config.pretrained, device=device)  # before the (maybe slow) analysis
+    report(progress, Progress("load", 1, 1, f"loaded {clip.label} on {device}"))
+    rows = load_rows(config.features, progress=progress)
+    trainer = Trainer(config, prompts=prompts, negatives=negatives, rows=rows, device=device, clip=clip)
+    state = {"prompt": prompt.strip(), "settings": config.to_dict(), "name": name}
+    if checkpoint is not None:
+        trainer.restore(checkpoint)
+    with _strict_fp32():
+        try:
+            trainer.run(progress=progress, checkpoint_file=ckpt_file, state=state)
+        except (Cancelled, KeyboardInterrupt):
+            if trainer.consistent:
+                trainer.save_checkpoint(ckpt_file, state)
+            raise
+    result = write_outputs(trainer, name=name, folder=folder, prompts=prompts, negatives=negatives,
+                           prompt_text=state["prompt"], features_source=rows.source)
+    ckpt_file.unlink(missing_ok=True)
+    report(progress, Progress("save", 1, 1, f"saved {result.style_path}"))
+    return result
+
+
+__all__ = ["TrainConfig", "TrainResult", "resume_config", "train"]

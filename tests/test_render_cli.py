@@ -1,0 +1,118 @@
+import json
+from fractions import Fraction
+
+import pytest
+import torch
+
+from backend.audio_io import probe_audio
+from backend.cli import build_parser, main
+from backend.demo_track import demo_track_path
+from backend.cppn import CPPN, CPPNConfig
+from backend.image_writers import image_header
+from backend.styles import save_style
+from backend.timebase import frame_count_for_seconds
+from backend.video import probe_video
+from tests.signals import pulse_train, write_audio
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    y, _ = pulse_train(120, sr=22050, duration=1.5)
+    audio = write_audio(folder / "beat.wav", y, 22050)
+    style = save_style(CPPN(CPPNConfig(seed=4, hidden=16, depth=2)), folder / "tiny.safetensors",
+                       name="tiny", kind="procedural")
+    return audio, style
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_help_describes_every_option_and_gives_examples(capsys):
+    for command in ("render", "demo"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        text = capsys.readouterr().out
+        assert "examples:" in text and f"audio-cppn {command}" in text
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for command in ("render", "demo"):
+        for action in sub.choices[command]._actions:
+            assert action.help, f"{command} {action.option_strings or action.dest} has no help"
+
+
+def test_render_writes_frames_and_prints_a_closing_line(files, tmp_path, capsys):
+    audio, style = files
+    out = tmp_path / "frames"
+    code, stdout, _ = run_cli(capsys, "render", audio, "--style", style, "-o", out, "--size", "48x27",
+                              "--fps", "29.97", "--format", "png", "--png-depth", "16", "--frame-start", "10",
+                              "--gain", "bass=2", "--smoothing", "onset=0,60", "--seed", "3", "-q")
+    assert code == 0
+    names = sorted(p.name for p in out.glob("frame_*.png"))
+    assert names[0] == "frame_000010.png" and len(names) == 45  # ceil(1.5 s * 29.97)
+    assert image_header(out / names[0]) == (48, 27, 3, "uint16")
+    assert "rendered 45 frames (skipped 0 already done)" in stdout and "x realtime" in stdout
+    settings = json.loads((out / "manifest.json").read_text())["settings"]
+    assert settings["reactivity"]["gains"] == {"bass": 2.0} and settings["seed"] == 3
+    assert settings["audio"]["smoothing"]["onset"] == [0.0, 60.0]
+    code, stdout, _ = run_cli(capsys, "render", audio, "--style", style, "-o", out, "--size", "48x27",
+                              "--fps", "29.97", "--format", "png", "--png-depth", "16", "--frame-start", "10",
+                              "--gain", "bass=2", "--smoothing", "onset=0,60", "--seed", "3", "-q")
+    assert code == 0 and "rendered 0 frames (skipped 45 already done)" in stdout
+
+
+def test_render_to_mp4(files, tmp_path, capsys):
+    audio, style = files
+    code, _, _ = run_cli(capsys, "render", audio, "--style", style, "-o", tmp_path / "v.mp4", "--size", "48x28", "-q")
+    assert code == 0
+    info = probe_video(tmp_path / "v.mp4")
+    assert sorted(s["codec"] for s in info["streams"]) == ["aac", "h264"]
+    assert info["duration"] == pytest.approx(1.5, abs=2e-3)
+
+
+def test_bad_input_is_one_line_and_exit_code_2(files, tmp_path, capsys, monkeypatch):
+    audio, style = files
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"definitely not safetensors")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    base = ["render", audio, "--style", style, "-o", tmp_path / "out", "--size", "48x28"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cases = [
+        (["render", audio, "--style", "no-such-style", "-o", tmp_path / "o"], "no style named 'no-such-style'"),
+        (["render", audio, "--style", corrupt, "-o", tmp_path / "o"], "not an Audio CPPN style file"),
+        (["render", tmp_path / "missing.wav", "-o", tmp_path / "o"], "audio file not found"),
+        (base[:-1] + ["12x"], "size must be WIDTHxHEIGHT"),
+        (base + ["--frames", "40-99"], "frames 40-99 are outside the track: it has frames 1-45"),
+        (base + ["--frames", "9-3"], "frame range must run forwards"),
+        (["render", audio, "--style", style, "-o", blocker / "sub"], "cannot write to"),
+        (base + ["--device", "cuda"], "--device cuda was requested"),
+        (base + ["--fps", "fast"], "fps must be a number"),
+        (base + ["--gain", "cowbell=2"], "unknown feature in gains"),
+        (base + ["--gain", "bass"], "--gain must look like FEATURE=X"),
+        (base + ["--smoothing", "onset=5"], "--smoothing must look like FEATURE=ATTACK,RELEASE"),
+        (base + ["--reactivity", "-1"], "reactivity amount must be a finite number >= 0"),
+        (["render", audio, "--style", style, "-o", tmp_path / "odd.mp4", "--size", "47x27"], "even width"),
+    ]
+    for argv, message in cases:
+        code, stdout, stderr = run_cli(capsys, *argv)
+        assert code == 2, (argv, stderr)
+        assert stderr.startswith("error: ") and message in stderr.splitlines()[0], (argv, stderr)
+        assert "Traceback" not in stderr and len(stderr.strip().splitlines()) <= 2  # message + optional fix
+
+
+def test_demo_renders_the_bundled_track_into_frames_and_an_mp4(tmp_path, capsys):
+    code, stdout, _ = run_cli(capsys, "demo", "--out", tmp_path, "--size", "32x18", "-q")
+    assert code == 0
+    seconds = probe_audio(demo_track_path()).duration
+    frames = sorted((tmp_path / "demo").glob("frame_*.exr"))
+    n = frame_count_for_seconds(seconds, Fraction(30))
+    assert len(frames) == n and frames[0].name == "frame_000001.exr"
+    info = probe_video(tmp_path / "demo.mp4")
+    assert [s["frames"] for s in info["streams"] if s["type"] == "video"] == [n]
+    assert info["duration"] == pytest.approx(seconds, abs=2e-3)
+    assert f"rendered {n} frames" in stdout

@@ -1,0 +1,110 @@
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from backend.errors import Cancelled
+from backend.styles import load_style
+from backend.train import TrainConfig, train
+from clip_fixtures import features_file, tiny_clip_dir  # noqa: F401
+
+
+def cli(*args, env=None, timeout=180):
+    # One torch thread: tiny tensors gain nothing from more, and a shared 2-core CI box stalls on them.
+    env = {**(os.environ if env is None else env), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "backend", "train", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def tiny_flags(clip_dir, features, styles):
+    return ["--clip-model", f"local-dir:{clip_dir}", "--features", str(features), "--styles-dir", str(styles),
+            "--steps", "6", "--resolutions", "32", "--cutouts", "2", "--hidden", "16", "--depth", "2",
+            "--eval-every", "3", "--device", "cpu", "--quiet"]
+
+
+def assert_clean_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+def test_missing_cached_weights_fail_in_under_5_s_naming_file_cache_and_alternative(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}  # a real user's shell: Hub "online"
+    env.update(HF_HUB_CACHE=str(tmp_path / "hub"), HOME=str(tmp_path))
+    start = time.perf_counter()
+    result = cli("ink in water", "--name", "ink", "--styles-dir", str(tmp_path), env=env)
+    elapsed = time.perf_counter() - start
+    assert_clean_error(result, "laion/CLIP-ViT-B-32-laion2B-s34B-b79K/open_clip_pytorch_model.bin",
+                       str(tmp_path / "hub"), "--pretrained PATH")
+    assert elapsed < 5.0
+    assert not list(tmp_path.glob("ink*"))
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["", "--name", "x"], ["prompt is empty"]),
+    (["ink", "--name", "x", "--steps", "0"], ["steps must be an integer >= 1, got 0"]),
+    (["ink", "--name", "x", "--clip-model", "ViT-Q-99"], ["unknown CLIP model 'ViT-Q-99'"]),
+    (["ink", "--name", "x", "--pretrained", "no_such_tag"], ["unknown pretrained tag 'no_such_tag' for ViT-B-32"]),
+    (["ink:heavy", "--name", "x"], ["weight 'heavy'"]),
+])
+def test_bad_requests_are_one_line_errors(args, fragments, tmp_path):
+    assert_clean_error(cli(*args, "--styles-dir", str(tmp_path)), *fragments)
+
+
+def test_unreadable_weights_file_is_a_clear_error(tmp_path):
+    junk = tmp_path / "weights.pt"
+    junk.write_bytes(b"<html>404 not found</html>")
+    assert_clean_error(cli("ink", "--name", "x", "--pretrained", str(junk), "--styles-dir", str(tmp_path)),
+                       str(junk), "not a PyTorch or safetensors weights file")
+    assert_clean_error(cli("ink", "--name", "x", "--pretrained", str(tmp_path / "gone.safetensors")),
+                       "CLIP weights file not found")
+
+
+def test_train_command_writes_the_style_and_its_record(tiny_clip_dir, features_file, tmp_path):
+    result = cli("ink in water:1, gold leaf:0.5", "--name", "cli-ink", "--negative", "text",
+                 *tiny_flags(tiny_clip_dir, features_file, tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert f"style cli-ink: {tmp_path / 'cli-ink.safetensors'}" in result.stdout
+    for suffix in (".safetensors", ".png", ".history.json", ".curve.png"):
+        assert (tmp_path / f"cli-ink{suffix}").is_file(), suffix
+    meta = load_style("cli-ink", styles_dir=tmp_path).metadata
+    assert meta["prompts"][1] == {"text": "gold leaf", "weight": 0.5} and meta["negative"] == "text"
+    assert meta["settings"]["steps"] == 6 and meta["settings"]["resolutions"] == [32]
+    again = cli("ink", "--name", "cli-ink", *tiny_flags(tiny_clip_dir, features_file, tmp_path))
+    assert_clean_error(again, "style 'cli-ink' already exists", "--overwrite")
+    nothing = cli("--name", "cli-ink", "--resume", "--styles-dir", str(tmp_path))
+    assert_clean_error(nothing, "no interrupted run of 'cli-ink' to resume")
+
+
+def test_resume_continues_an_interrupted_run_from_the_command_line(tiny_clip_dir, features_file, tmp_path):
+    config = TrainConfig(steps=8, resolutions=(32,), hidden=16, depth=2, cutouts=2, eval_every=4,
+                         clip_model=f"local-dir:{tiny_clip_dir}", pretrained=None, features=str(features_file),
+                         device="cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(Cancelled):
+            train("ink in water", name="half", config=config, styles_dir=tmp_path,
+                  progress=lambda e: not (e.stage == "train" and e.done == 5))
+    finally:
+        torch.set_num_threads(threads)
+    changed = cli("--name", "half", "--resume", "--steps", "20", "--styles-dir", str(tmp_path))
+    assert_clean_error(changed, "cannot resume with different settings: steps (8 -> 20)")
+    resumed = cli("--name", "half", "--resume", "--styles-dir", str(tmp_path), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    style = load_style("half", styles_dir=tmp_path)
+    assert style.metadata["prompt"] == "ink in water" and style.metadata["steps"] == 8
+    assert not (tmp_path / ".checkpoints" / "half.ckpt.safetensors").exists()
+
+
+def test_help_teaches_every_option_with_examples():
+    out = subprocess.run([sys.executable, "-m", "backend", "train", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for option in ("--name", "--negative", "--steps", "--resolutions", "--hidden", "--depth", "--clip-model",
+                   "--pretrained", "--cutouts", "--lr", "--seed", "--device", "--resume", "--features"):
+        assert option in out.stdout
+    assert "examples:" in out.stdout and "local-dir:FOLDER" in out.stdout
