@@ -29,6 +29,11 @@ from backend.feature_names import CHROMA, FEATURE_INDEX, FEATURE_NAMES
 DEFAULT_AUDIO_INPUTS = ("sub", "bass", "low_mid", "high_mid", "treble", "rms", "onset", "beat_pulse",
                         *CHROMA, "centroid")
 COORD_INPUTS = 3  # x, y, r
+# Scale of each feature's row in the fixed audio projection: slow, big movers (bass, loudness) morph
+# the pattern most; features that twitch every hi-hat (treble, onset) or swap often (chroma) less,
+# so the picture breathes with the music instead of flickering. Unlisted features get 1.
+MORPH_EMPHASIS = {"sub": 1.0, "bass": 1.0, "low_mid": 0.6, "high_mid": 0.35, "treble": 0.25, "rms": 1.0,
+                  "onset": 0.3, "beat_pulse": 0.6, "centroid": 0.4, **{name: 0.3 for name in CHROMA}}
 
 
 @dataclass
@@ -42,7 +47,7 @@ class CPPNConfig:
     time_omega: float = 1.0  # time-phase weights ~ U(-w, w): how far the slow drift moves the pattern
     time_periods: tuple[float, ...] = (29.0, 71.0)  # seconds per cycle of each slow time phase
     audio_inputs: tuple[str, ...] = DEFAULT_AUDIO_INPUTS  # features fed to the network, in order
-    audio_scale: float = 1.0  # std (radians) of the fixed audio projection per unit of feature
+    audio_scale: float = 1.0  # std (radians) of the fixed audio projection per unit of feature (x MORPH_EMPHASIS)
     out_channels: int = 3  # 3 = RGB, 4 = RGBA
     seed: int = 0  # seeds the initial weights and the fixed audio projection
 
@@ -82,7 +87,7 @@ class Reactivity:
     morph: float = 1.0  # audio features pushing the pattern through the network
     swell: float = 0.35  # magnification per unit of bass
     pulse: float = 0.6  # radial push (radians) per unit of beat pulse
-    flash: float = 0.5  # blend towards white per unit of onset
+    flash: float = 0.35  # blend towards white per unit of onset
     gains: dict[str, float] = field(default_factory=dict)  # per-feature multipliers, e.g. {"bass": 1.5}
 
     def __post_init__(self):
@@ -137,7 +142,8 @@ class CPPN(nn.Module):
         with torch.no_grad():
             self.out.weight.copy_(uniform((c.out_channels, c.hidden), math.sqrt(6 / c.hidden)))
             self.out.bias.zero_()
-        projection = torch.randn((len(c.audio_inputs), c.hidden), generator=gen) * c.audio_scale
+        emphasis = torch.tensor([[MORPH_EMPHASIS.get(n, 1.0)] for n in c.audio_inputs])  # (A, 1)
+        projection = torch.randn((len(c.audio_inputs), c.hidden), generator=gen) * c.audio_scale * emphasis
         self.register_buffer("audio_projection", projection)  # (A, hidden), fixed on purpose
         self.register_buffer("audio_index", torch.tensor([FEATURE_INDEX[n] for n in c.audio_inputs],
                                                          dtype=torch.long), persistent=False)
