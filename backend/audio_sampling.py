@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backend.atomic import atomic_path
 from backend.errors import InvalidInput, NotFound
 from backend.feature_names import FEATURE_NAMES
 from backend.progress import ProgressCallback
@@ -103,10 +104,9 @@ def analysed_rows(audio_path: Path, *, progress: ProgressCallback | None = None)
     times = np.asarray(features.times, dtype=np.float64)
     try:
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.stem}.tmp{os.getpid()}.npz")
-        np.savez(tmp, values=values, times=times)
-        os.replace(tmp, cached)
-    except OSError:
+        with atomic_path(cached) as tmp, open(tmp, "wb") as f:
+            np.savez(f, values=values, times=times)
+    except (OSError, InvalidInput):
         pass  # caching is an optimisation; a read-only checkout still works
     return FeatureRows(values=values, times=times, source=str(audio_path))
 

@@ -9,7 +9,6 @@ Written atomically, so an interrupted write leaves the previous checkpoint intac
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from backend.atomic import atomic_path
 from backend.errors import InvalidInput
 
 STATE_KEY = "audio_cppn_checkpoint"
@@ -51,12 +51,8 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, best: dict[str, torch
     header = {"version": CHECKPOINT_VERSION, "param_groups": opt["param_groups"], "state": state}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={STATE_KEY: json.dumps(header)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import scipy.signal
 
+from backend.atomic import atomic_path
+
 TEMPO = 120.0
 BEAT = 60.0 / TEMPO  # seconds
 BAR = 4 * BEAT
@@ -146,11 +148,6 @@ def demo_track_path(folder: str | os.PathLike | None = None) -> Path:
         return path
     folder.mkdir(parents=True, exist_ok=True)
     y, score = synthesize_demo(44100)
-    tmp = folder / f".{path.name}.{os.getpid()}.tmp"
-    try:
+    with atomic_path(path) as tmp:
         sf.write(str(tmp), y, score.sample_rate, format="WAV", subtype="PCM_16")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path

@@ -13,12 +13,12 @@ import csv
 import io
 import json
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from backend.atomic import write_bytes
 from backend.errors import InvalidInput, NotFound
 from backend.timebase import fps_label
 
@@ -42,26 +42,6 @@ def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] = FEATU
     return path
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    try:
-        handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise InvalidInput(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-        os.replace(tmp_name, path)
-    except OSError as exc:
-        _remove_quietly(tmp_name)
-        raise InvalidInput(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        _remove_quietly(tmp_name)
-        raise
-    return path
-
-
 def save_features(features, path: str | os.PathLike) -> Path:
     """Write ``features`` as .npz, .csv or .json (chosen by suffix), atomically. Returns the path."""
     path = check_output_path(path)
@@ -69,15 +49,15 @@ def save_features(features, path: str | os.PathLike) -> Path:
     if kind == ".npz":
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **_npz_fields(features))
-        return atomic_write(path, buffer.getvalue())
+        return write_bytes(path, buffer.getvalue())
     if kind == ".json":
-        return atomic_write(path, json.dumps(_json_fields(features)).encode())
+        return write_bytes(path, json.dumps(_json_fields(features)).encode())
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["frame", "time", *features.names])
     for frame, t, row in zip(features.frame_numbers(), features.times, features.values, strict=True):
         writer.writerow([int(frame), f"{t:.6f}", *(f"{v:.6g}" for v in row)])
-    return atomic_write(path, text.getvalue().encode())
+    return write_bytes(path, text.getvalue().encode())
 
 
 def load_features(path: str | os.PathLike):
@@ -128,10 +108,3 @@ def _json_fields(features) -> dict:
             "times": [round(float(t), 6) for t in features.times],
             "features": [[round(float(v), 6) for v in row] for row in features.values],
             "raw": [[round(float(v), 4) for v in row] for row in features.raw], "config": features.config}
-
-
-def _remove_quietly(name: str) -> None:
-    try:
-        os.unlink(name)
-    except OSError:
-        pass

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.feature_io import atomic_write, check_output_path
+from backend.atomic import write_bytes
+from backend.feature_io import check_output_path
 from backend.feature_names import BANDS, CHROMA, FEATURE_INDEX
 
 LANES = (*BANDS, "rms", "onset", "beat_pulse", "beat_sin", "beat_cos", "tempo", "centroid")
@@ -71,7 +72,7 @@ def plot_features(features, path: str | os.PathLike, *, title: str | None = None
                  fontsize=11)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    return atomic_write(path, buffer.getvalue())
+    return write_bytes(path, buffer.getvalue())
 
 
 def _lane_label(features, name: str) -> str:

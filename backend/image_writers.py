@@ -15,11 +15,7 @@ file at its final name is always complete.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
 import threading
-import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +25,7 @@ import numpy as np
 import OpenImageIO as oiio
 
 from backend import __version__
+from backend.atomic import atomic_path
 from backend.errors import InvalidInput
 
 EXR_COMPRESSIONS = ("zip", "piz", "dwaa", "none")
@@ -36,8 +33,6 @@ PNG_DEPTHS = (8, 16)
 FORMATS = ("exr", "png")
 PNG_COMPRESSION_LEVEL = 1  # zlib level 1: several times faster than the default 6, files ~10% larger
 LUMA_709 = np.array([0.2126, 0.7152, 0.0722], np.float32)
-_TEMP_MARK = ".tmp-"  # temporary files: .<name>.tmp-<host>-<pid>-<thread>
-_HOST = socket.gethostname().replace("-", "_").replace(".", "_")[:32]
 
 # Display -> linear through a 65536-entry table: its error (< 2e-5) is far below a half's step.
 _LUT_SIZE = 65536
@@ -96,11 +91,6 @@ def png_pixels(colour: np.ndarray, *, depth: int = 8, alpha: bool = False) -> np
     return scaled.astype(np.uint8 if depth == 8 else np.uint16)
 
 
-def temp_path(path: Path) -> Path:
-    """A temporary name beside ``path``, unique per host, process and thread."""
-    return path.with_name(f".{path.name}{_TEMP_MARK}{_HOST}-{os.getpid()}-{threading.get_ident()}")
-
-
 def _write_pixels(path: Path, pixels: np.ndarray, fmt: str, attributes: dict) -> Path:
     """Write ``pixels`` (H, W, C) with OIIO to a temporary name, then rename it to ``path``."""
     path = Path(path)
@@ -110,19 +100,14 @@ def _write_pixels(path: Path, pixels: np.ndarray, fmt: str, attributes: dict) ->
     spec.attribute("DateTime", "")  # OIIO would stamp the time: the same frame must give the same bytes
     for key, value in attributes.items():
         spec.attribute(key, value)
-    tmp = temp_path(path)
     out = oiio.ImageOutput.create(fmt)  # by format name: the temporary name has no image extension
-    try:
+    with atomic_path(path) as tmp:
         if out is None or not out.open(str(tmp), spec):
             raise InvalidInput(f"cannot write {path}: {(out.geterror() if out else '') or oiio.geterror()}")
         ok = out.write_image(np.ascontiguousarray(pixels))
         ok = out.close() and ok
         if not ok:
             raise InvalidInput(f"cannot write {path}: {out.geterror() or 'write failed (disk full?)'}")
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):  # nothing to remove, or the folder itself is unusable
-            tmp.unlink(missing_ok=True)
     return path
 
 
@@ -220,38 +205,6 @@ def image_header(path: Path) -> tuple[int, int, int, str] | None:
         return spec.width, spec.height, spec.nchannels, str(spec.format)
     finally:
         inp.close()
-
-
-def remove_stale_temps(folder: Path, *, older_than_s: float = 3600.0) -> int:
-    """Delete temporary frame files left by killed renders; returns how many.
-
-    A temporary file of this host whose process is gone is stale at once; one from another
-    host (a render farm writing to a shared folder) only after ``older_than_s``.
-    """
-    removed = 0
-    for tmp in Path(folder).glob(f".*{_TEMP_MARK}*"):
-        owner = tmp.name.rsplit(_TEMP_MARK, 1)[1].split("-")
-        try:
-            mine = len(owner) == 3 and owner[0] == _HOST
-            stale = (not _pid_alive(int(owner[1]))) if mine else time.time() - tmp.stat().st_mtime > older_than_s
-            if stale:
-                tmp.unlink()
-                removed += 1
-        except (ValueError, OSError):
-            continue
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 class FrameSink:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from backend.atomic import write_text
 from backend.errors import InvalidInput
 
 MANIFEST_NAME = "manifest.json"
@@ -65,14 +65,7 @@ def read_manifest(folder: Path) -> dict | None:
 
 def write_manifest(folder: Path, data: dict) -> Path:
     """Write ``manifest.json`` atomically (temporary name in the same folder, then rename)."""
-    path = Path(folder) / MANIFEST_NAME
-    tmp = path.with_name(f".{MANIFEST_NAME}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_text(Path(folder) / MANIFEST_NAME, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def identity(manifest: dict) -> dict:

@@ -29,7 +29,8 @@ from backend.cppn import Reactivity
 from backend.errors import Conflict, InvalidInput
 from backend.fast_cpu import default_threads
 from backend.frame_renderer import FrameRenderer, check_size, resolve_device
-from backend.image_writers import FrameSink, ImageFormat, image_header, read_display, remove_stale_temps
+from backend.atomic import remove_stale_temps
+from backend.image_writers import FrameSink, ImageFormat, image_header, read_display
 from backend.manifest import (FORMAT_VERSION, MANIFEST_NAME, differences, file_sha256, merge_ranges, now_iso,
                               read_manifest, write_manifest)
 from backend.progress import Progress, ProgressCallback, report

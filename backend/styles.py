@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from backend.atomic import atomic_path
 from backend.cppn import CPPN, CPPNConfig
 from backend.errors import InvalidInput, NotFound
 
@@ -89,13 +90,8 @@ def save_style(model: CPPN, path: Path, *, name: str, kind: str, metadata: dict 
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(header)})
-        os.chmod(tmp, 0o644)  # safetensors creates 0600 files; a library is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

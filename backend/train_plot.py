@@ -10,26 +10,16 @@ History layout::
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-
-def _atomic(path: Path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+from backend.atomic import atomic_path, write_text
 
 
 def write_history(path: Path, history: dict) -> Path:
-    tmp = _atomic(path)
-    try:
-        tmp.write_text(json.dumps(history, indent=1))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return Path(path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return write_text(path, json.dumps(history, indent=1))
 
 
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -81,10 +71,7 @@ def write_curve(path: Path, history: dict, *, title: str = "") -> Path:
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title[:90], fontsize=10)
     fig.tight_layout()
-    tmp = _atomic(path)
-    try:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return Path(path)

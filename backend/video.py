@@ -27,7 +27,7 @@ import av
 import numpy as np
 
 from backend.errors import BackendError, InvalidInput
-from backend.image_writers import temp_path
+from backend.atomic import temp_path
 
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 MAX_TIMESCALE = 2**31 - 1

@@ -5,9 +5,9 @@ import OpenImageIO as oiio
 import pytest
 
 from backend.errors import InvalidInput
+from backend.atomic import remove_stale_temps, temp_path
 from backend.image_writers import (FrameSink, ImageFormat, image_header, linear_to_srgb, read_display,
-                                   read_image, remove_stale_temps, srgb_to_linear, temp_path, write_exr,
-                                   write_png)
+                                   read_image, srgb_to_linear, write_exr, write_png)
 
 
 def gradient_frame(width=64, height=36, channels=3, seed=0):

@@ -1,0 +1,90 @@
+"""Nothing is ever half-written: every file goes to a temporary name in its own folder, then is renamed.
+
+One helper for every writer (frames, manifests, styles, features, plots, checkpoints, videos), so
+they share the temporary-name scheme that :func:`remove_stale_temps` recognises after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+from backend.errors import InvalidInput
+
+_TEMP_MARK = ".tmp-"
+_HOST = socket.gethostname().replace("-", "_").replace(".", "_")[:32] or "host"
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: os.umask can only be read by setting it
+
+
+def temp_path(path: Path) -> Path:
+    """A hidden temporary name beside ``path``, unique per host, process and thread."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{_TEMP_MARK}{_HOST}-{os.getpid()}-{threading.get_ident()}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path``, on any error it is removed.
+
+    An OSError (no permission, disk full, missing folder) becomes InvalidInput naming ``path``.
+    The file gets ordinary permissions (0666 minus the umask), as if written directly.
+    """
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp and safetensors create 0600 files
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):  # nothing to remove, or the folder itself is unusable
+            tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def remove_stale_temps(folder: Path, *, older_than_s: float = 3600.0) -> int:
+    """Delete temporary files left in ``folder`` by killed processes; returns how many.
+
+    A temporary file of this host whose process is gone is stale at once; one from another
+    host (a render farm writing to a shared folder) only after ``older_than_s``.
+    """
+    removed = 0
+    for tmp in Path(folder).glob(f".*{_TEMP_MARK}*"):
+        owner = tmp.name.rsplit(_TEMP_MARK, 1)[1].split("-")
+        try:
+            mine = len(owner) == 3 and owner[0] == _HOST
+            stale = (not _pid_alive(int(owner[1]))) if mine else time.time() - tmp.stat().st_mtime > older_than_s
+            if stale:
+                tmp.unlink()
+                removed += 1
+        except (ValueError, OSError):
+            continue
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
