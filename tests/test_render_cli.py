@@ -116,3 +116,9 @@ def test_demo_renders_the_bundled_track_into_frames_and_an_mp4(tmp_path, capsys)
     assert [s["frames"] for s in info["streams"] if s["type"] == "video"] == [n]
     assert info["duration"] == pytest.approx(seconds, abs=2e-3)
     assert f"rendered {n} frames" in stdout
+    # a rerun resumes; after a change of settings the demo replaces its own old frames
+    code, stdout, _ = run_cli(capsys, "demo", "--out", tmp_path, "--size", "32x18", "-q")
+    assert code == 0 and f"skipped {n} already done" in stdout
+    code, stdout, stderr = run_cli(capsys, "demo", "--out", tmp_path, "--size", "48x28", "-q")
+    assert code == 0 and "re-rendering the demo" in stderr and f"rendered {n} frames" in stdout
+    assert image_header(frames[0])[:2] == (48, 28)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from backend.cli.render_cmd import StageBars, summary_line
+from backend.errors import Conflict
 from backend.styles import DEFAULT_STYLE
 
 EPILOG = """\
@@ -13,7 +15,8 @@ examples:
   audio-cppn demo                      # out/demo/frame_000001.exr ... and out/demo.mp4
   audio-cppn demo --out /tmp/try --size 720p --style ember
 
-Rerunning resumes: frames already in out/demo/ are kept (the MP4 is always re-encoded from them).
+Rerunning resumes: frames already in out/demo/ are kept (the MP4 is always re-encoded from them);
+if the settings changed since (a new version, another --style or --size), the demo is re-rendered.
 Load the frames in Blender as an image sequence starting at frame 1, with the track as a sound strip."""
 
 
@@ -42,8 +45,15 @@ def run(args) -> int:
     config = RenderConfig(width=width, height=height, device=args.device, overwrite=args.overwrite)
     bars = StageBars(quiet=args.quiet)
     try:
-        result = render(demo_track_path(), args.style, args.out / "demo", config=config,
-                        video=args.out / "demo.mp4", progress=bars)
+        try:
+            result = render(demo_track_path(), args.style, args.out / "demo", config=config,
+                            video=args.out / "demo.mp4", progress=bars)
+        except Conflict as exc:  # the demo owns out/demo: an older demo's frames are simply replaced
+            bars.close()
+            print(f"note: {exc.message}; re-rendering the demo", file=sys.stderr)
+            config.overwrite = True
+            result = render(demo_track_path(), args.style, args.out / "demo", config=config,
+                            video=args.out / "demo.mp4", progress=bars)
     finally:
         bars.close()
     print(summary_line(result))
