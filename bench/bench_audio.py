@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.common import cpu_name
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 CACHE = ROOT / ".cache" / "bench"
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         result = _child("--child-stream", str(args.long_minutes), "--fps", args.fps)
         rows.append({"case": f"{args.long_minutes:g} min streamed (memory)", "first_s": result["seconds"],
                      "steady_s": None, **{k: v for k, v in result.items() if k != "seconds"}})
-    report = {"area": "audio", "device": "cpu", "cpu": _cpu_name(), "cores": os.cpu_count(),
+    report = {"area": "audio", "device": "cpu", "cpu": cpu_name(), "cores": os.cpu_count(),
               "python": platform.python_version(), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
               "command": "python -m bench.bench_audio " + " ".join(sys.argv[1:]), "target_s": 15.0,
               "rows": rows}
@@ -130,16 +132,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['case']} | {r['first_s']:.2f} | {steady} | {r['frames']} | {r['tempo']:.1f} | "
               f"{r['peak_rss_mb']:.0f} |")
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

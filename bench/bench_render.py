@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.common import cpu_name
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 CACHE = ROOT / ".cache" / "bench"
@@ -181,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-cpu", action="store_true", help="only the CUDA section")
     args = parser.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    report = {"area": "render", "device": device, "cpu": _cpu_name(), "cores": os.cpu_count(),
+    report = {"area": "render", "device": device, "cpu": cpu_name(), "cores": os.cpu_count(),
               "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
               "torch": torch.__version__, "python": platform.python_version(),
               "created": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -211,16 +213,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {r['size']} | {r['gpu_only_fps']:.1f} | {r['compute_fps']:.1f} | {r['e2e_exr_zip_fps']:.1f} | "
                   f"{r['realtime_factor_e2e']:.1f}x |")
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from backend.feature_names import FEATURE_NAMES
 from backend.prompts import parse_prompts
 from backend.train import TrainConfig, train
 from backend.trainer import Trainer
+from bench.common import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT = "ink in water:1, gold leaf:0.5"
@@ -40,16 +40,6 @@ def synthetic_rows(n: int = 900, fps: float = 30.0) -> FeatureRows:
     values = 0.5 + 0.3 * np.sin(t[:, None] * (1 + np.arange(len(FEATURE_NAMES))) / 3)
     values += 0.1 * rng.standard_normal(values.shape)
     return FeatureRows(values=np.clip(values, 0, 1).astype(np.float32), times=t, source="synthetic")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _sync(device: torch.device) -> None:
