@@ -19,6 +19,7 @@ import numpy as np
 import scipy.signal
 
 from backend.atomic import atomic_path
+from backend.paths import cache_dir
 
 TEMPO = 120.0
 BEAT = 60.0 / TEMPO  # seconds
@@ -139,10 +140,10 @@ def synthesize_demo(sample_rate: int = 44100) -> tuple[np.ndarray, DemoScore]:
 
 
 def demo_track_path(folder: str | os.PathLike | None = None) -> Path:
-    """The demo track's wav file, synthesised on first use (into ``.cache/demo/`` by default)."""
+    """The demo track's wav file, synthesised on first use (into the cache's ``demo/`` by default)."""
     import soundfile as sf
 
-    folder = Path(folder) if folder is not None else Path(__file__).resolve().parent.parent / ".cache" / "demo"
+    folder = Path(folder) if folder is not None else cache_dir("demo")
     path = folder / f"demo_120bpm_v{VERSION}.wav"
     if path.is_file() and path.stat().st_size > 0:
         return path

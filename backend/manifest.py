@@ -8,7 +8,6 @@ and the audio-cppn version. A rerun compares its own manifest with the folder's:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,14 +22,6 @@ FORMAT_VERSION = 1
 # rounding only), timestamps.
 IDENTITY = ("format_version", "version", "fps", "size", "frame_start", "settings")
 NESTED_IDENTITY = {"audio": ("sha256",), "style": ("sha256",)}
-
-
-def file_sha256(path: Path, *, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def now_iso() -> str:

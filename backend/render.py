@@ -31,8 +31,9 @@ from backend.fast_cpu import default_threads
 from backend.frame_renderer import FrameRenderer, check_size, resolve_device
 from backend.atomic import remove_stale_temps
 from backend.image_writers import FrameSink, ImageFormat, image_header, read_display
-from backend.manifest import (FORMAT_VERSION, MANIFEST_NAME, differences, file_sha256, merge_ranges, now_iso,
+from backend.manifest import (FORMAT_VERSION, MANIFEST_NAME, differences, merge_ranges, now_iso,
                               read_manifest, write_manifest)
+from backend.paths import file_sha256
 from backend.progress import Progress, ProgressCallback, report
 from backend.styles import Style, load_style
 from backend.timebase import fps_label, frame_count, frame_count_for_seconds, frame_times, parse_fps

@@ -24,10 +24,10 @@ from safetensors.torch import load_file, save_file
 from backend.atomic import atomic_path
 from backend.cppn import CPPN, CPPNConfig
 from backend.errors import InvalidInput, NotFound
+from backend.paths import STYLES_ENV, default_styles_dir, file_sha256  # noqa: F401 (the library's API)
 
 FORMAT_VERSION = 1
 METADATA_KEY = "audio_cppn"
-STYLES_ENV = "AUDIO_CPPN_STYLES"
 SUFFIX = ".safetensors"
 KINDS = ("procedural", "trained")
 DEFAULT_STYLE = "aurora"  # a bundled procedural style; what `demo` and new renders use
@@ -49,11 +49,6 @@ class Style:
             return None
         p = self.path.with_suffix(".png")
         return p if p.exists() else None
-
-
-def default_styles_dir() -> Path:
-    env = os.environ.get(STYLES_ENV)
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "styles"
 
 
 def check_style_name(name: str) -> str:

@@ -14,7 +14,7 @@ from backend import __version__
 from backend.cppn import CPPN, CPPNConfig, Reactivity
 from backend.errors import Cancelled, Conflict, InvalidInput, NotFound
 from backend.image_writers import image_header, read_image
-from backend.manifest import file_sha256
+from backend.paths import file_sha256
 from backend.render import RenderConfig, parse_frame_range, parse_size, render
 from backend.styles import DEFAULT_STYLE, load_style, save_style
 from backend.video import probe_video
