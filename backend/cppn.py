@@ -52,6 +52,18 @@ class CPPNConfig:
     seed: int = 0  # seeds the initial weights and the fixed audio projection
 
     def __post_init__(self):
+        for name in ("hidden", "depth", "out_channels", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidInput(f"{name} must be a whole number, got {value!r}")
+        for name in ("first_omega", "hidden_omega", "time_omega", "audio_scale"):
+            value = getattr(self, name)
+            if not _is_number(value) or not math.isfinite(value):
+                raise InvalidInput(f"{name} must be a finite number, got {value!r}")
+        if not isinstance(self.time_periods, (list, tuple)) or not all(_is_number(p) for p in self.time_periods):
+            raise InvalidInput(f"time periods must be a list of seconds, got {self.time_periods!r}")
+        if not isinstance(self.audio_inputs, (list, tuple)) or not all(isinstance(n, str) for n in self.audio_inputs):
+            raise InvalidInput(f"audio inputs must be a list of feature names, got {self.audio_inputs!r}")
         self.time_periods = tuple(float(p) for p in self.time_periods)
         self.audio_inputs = tuple(self.audio_inputs)
         unknown = [n for n in self.audio_inputs if n not in FEATURE_INDEX]
@@ -61,7 +73,7 @@ class CPPNConfig:
             raise InvalidInput(f"hidden and depth must be >= 1, got {self.hidden} and {self.depth}")
         if self.out_channels not in (3, 4):
             raise InvalidInput(f"out_channels must be 3 or 4, got {self.out_channels}")
-        if any(p <= 0 for p in self.time_periods):
+        if not self.time_periods or any(not 0 < p < math.inf for p in self.time_periods):
             raise InvalidInput(f"time periods must be > 0 seconds, got {self.time_periods}")
 
     def to_dict(self) -> dict:
@@ -72,6 +84,8 @@ class CPPNConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "CPPNConfig":
+        if not isinstance(data, dict):
+            raise InvalidInput(f"a style config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -94,9 +108,12 @@ class Reactivity:
         unknown = [n for n in self.gains if n not in FEATURE_INDEX]
         if unknown:
             raise InvalidInput(f"unknown feature in gains: {unknown}; known: {', '.join(FEATURE_NAMES)}")
+        for name, value in self.gains.items():
+            if not _is_number(value) or not math.isfinite(value) or value < 0:
+                raise InvalidInput(f"gain for {name} must be a finite number >= 0, got {value}")
         for name in ("amount", "morph", "swell", "pulse", "flash"):
             value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
+            if not _is_number(value) or not math.isfinite(value) or value < 0:
                 raise InvalidInput(f"reactivity {name} must be a finite number >= 0, got {value}")
 
     def gain_vector(self) -> torch.Tensor:
@@ -180,6 +197,10 @@ class CPPN(nn.Module):
     def forward(self, coords: torch.Tensor, time_s: torch.Tensor, audio: torch.Tensor,
                 reactivity: Reactivity | None = None) -> torch.Tensor:
         return self.render_pixels(coords, self.frame_terms(time_s, audio, reactivity))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def apply_flash(colour: torch.Tensor, flash: torch.Tensor) -> torch.Tensor:

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 
 from backend.atomic import atomic_path
 from backend.cppn import CPPN, CPPNConfig
 from backend.errors import InvalidInput, NotFound
-from backend.paths import STYLES_ENV, default_styles_dir, file_sha256  # noqa: F401 (the library's API)
+from backend.paths import STYLES_ENV, default_styles_dir  # noqa: F401 (part of the library API)
 
 FORMAT_VERSION = 1
 METADATA_KEY = "audio_cppn"
@@ -62,7 +62,8 @@ def style_path(name_or_path: str | os.PathLike, styles_dir: Path | None = None) 
     """A style's file: an existing path as given, else ``<styles_dir>/<name>.safetensors``."""
     text = str(name_or_path)
     candidate = Path(text)
-    if text.endswith(SUFFIX) or os.sep in text or candidate.exists():
+    # A path only when it looks like one: a folder that happens to be called "aurora" is not a style.
+    if text.endswith(SUFFIX) or os.sep in text or "/" in text:
         if not candidate.is_file():
             raise NotFound(f"style file not found: {candidate}")
         return candidate
@@ -90,15 +91,19 @@ def save_style(model: CPPN, path: Path, *, name: str, kind: str, metadata: dict 
     return path
 
 
-def read_header(path: Path) -> dict:
-    """The style header without loading weights (cheap, used for listing)."""
+def read_header(path: Path, data: bytes | None = None) -> dict:
+    """The style header without loading weights (cheap, used for listing); ``data``: the file's bytes if read."""
     try:
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if not 2 <= n <= 100_000_000:
-                raise ValueError("bad header length")
-            raw = json.loads(f.read(n))
-        header = json.loads(raw["__metadata__"][METADATA_KEY])
+        if data is None:
+            with open(path, "rb") as f:
+                data = f.read(8)
+                data += f.read(int.from_bytes(data, "little")) if len(data) == 8 else b""
+        n = int.from_bytes(data[:8], "little")
+        if not 2 <= n <= min(100_000_000, len(data) - 8):
+            raise ValueError("bad header length")
+        header = json.loads(json.loads(data[8:8 + n])["__metadata__"][METADATA_KEY])
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InvalidInput(f"{path} is not an Audio CPPN style file ({type(exc).__name__}: {exc})") from None
     version = header.get("format_version")
@@ -117,15 +122,15 @@ def load_style(name_or_path: str | os.PathLike, *, styles_dir: Path | None = Non
                device: str | torch.device = "cpu") -> Style:
     """Load a style by library name or file path, rebuilding its network from the header."""
     path = style_path(name_or_path, styles_dir)
-    header = read_header(path)
     try:
-        config = CPPNConfig.from_dict(header["config"])
-    except TypeError as exc:
-        raise InvalidInput(f"{path} has an invalid config: {exc}") from None
-    model = CPPN(config)
+        data = path.read_bytes()  # read once: the weights loaded are the bytes hashed
+    except OSError as exc:
+        raise InvalidInput(f"cannot read style file {path}: {exc.strerror or exc}") from None
+    header = read_header(path, data)
+    model = CPPN(_config(header, path))
     try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
+        tensors = load(data)
+    except (SafetensorError, ValueError) as exc:
         raise InvalidInput(f"{path} is corrupt: {exc}") from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -137,14 +142,25 @@ def load_style(name_or_path: str | os.PathLike, *, styles_dir: Path | None = Non
                                f"the config needs {tuple(value.shape)}")
     model.load_state_dict({k: tensors[k] for k in expected})
     model.eval().requires_grad_(False).to(device)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return Style(name=header["name"], kind=header["kind"], model=model,
-                 metadata=header.get("metadata", {}), path=path, sha256=digest)
+                 metadata=header.get("metadata", {}), path=path, sha256=hashlib.sha256(data).hexdigest())
+
+
+def _config(header: dict, path: Path) -> CPPNConfig:
+    config = header["config"]
+    if not isinstance(config, dict):
+        raise InvalidInput(f"{path} has an invalid config: expected a JSON object, got {type(config).__name__}")
+    try:
+        return CPPNConfig.from_dict(config)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{path} has an invalid config: {exc.message}") from None
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{path} has an invalid config: {exc}") from None
 
 
 @dataclass
 class StyleInfo:
-    name: str
+    name: str  # the file name without .safetensors: what --style takes
     kind: str
     prompt: str
     parameters: int
@@ -153,9 +169,12 @@ class StyleInfo:
     metadata: dict
 
 
-def list_styles(styles_dir: Path | None = None) -> list[StyleInfo]:
-    """Every readable style in the library folder, sorted by name; unreadable files are skipped."""
-    folder = styles_dir or default_styles_dir()
+def list_styles(styles_dir: Path | None = None, *, problems: list[str] | None = None) -> list[StyleInfo]:
+    """Every readable style in the library folder, sorted by file name.
+
+    Unreadable files are left out; pass a list as ``problems`` to receive one line per such file.
+    """
+    folder = Path(styles_dir) if styles_dir else default_styles_dir()
     if not folder.is_dir():
         raise NotFound(f"style library folder not found: {folder}")
     infos = []
@@ -163,12 +182,14 @@ def list_styles(styles_dir: Path | None = None) -> list[StyleInfo]:
         try:
             header = read_header(path)
             with torch.device("meta"):
-                n_params = CPPN(CPPNConfig.from_dict(header["config"])).n_parameters
-        except (InvalidInput, TypeError):
+                n_params = CPPN(_config(header, path)).n_parameters
+        except InvalidInput as exc:
+            if problems is not None:
+                problems.append(exc.message)
             continue
         preview = path.with_suffix(".png")
         meta = header.get("metadata", {})
-        infos.append(StyleInfo(name=header["name"], kind=header["kind"], prompt=meta.get("prompt", ""),
+        infos.append(StyleInfo(name=path.stem, kind=header["kind"], prompt=meta.get("prompt", ""),
                                parameters=n_params, path=str(path),
                                preview=str(preview) if preview.exists() else None, metadata=meta))
     return infos

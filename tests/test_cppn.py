@@ -40,6 +40,13 @@ def test_config_round_trips_and_rejects_unknown_fields():
         CPPNConfig.from_dict({**config.to_dict(), "wings": 2})
     with pytest.raises(InvalidInput, match="unknown audio inputs"):
         CPPNConfig(audio_inputs=("bass", "cowbell"))
+    for bad, message in [({"hidden": 12.5}, "hidden must be a whole number"),
+                         ({"first_omega": float("inf")}, "first_omega must be a finite number"),
+                         ({"time_periods": ["x"]}, "time periods must be a list of seconds"),
+                         ({"time_periods": []}, "time periods must be > 0"),
+                         ({"audio_inputs": "bass"}, "audio inputs must be a list")]:
+        with pytest.raises(InvalidInput, match=message):
+            CPPNConfig(**bad)
 
 
 def test_same_seed_same_network_different_seed_different_network():
@@ -80,6 +87,9 @@ def test_reactivity_controls_each_effect():
         Reactivity(gains={"cowbell": 1.0})
     with pytest.raises(InvalidInput, match="amount"):
         Reactivity(amount=float("nan"))
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(InvalidInput, match="gain for bass must be a finite number >= 0"):
+            Reactivity(gains={"bass": bad})
 
 
 def test_flash_brightens_towards_white_and_keeps_alpha():

@@ -98,3 +98,41 @@ def test_styles_command_lists_library_as_table_and_json(library):
     missing = subprocess.run([sys.executable, "-m", "backend", "styles", "--styles-dir", str(folder / "x")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "not found" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_folder_named_like_a_style_does_not_hide_it(library, tmp_path, monkeypatch):
+    folder, _ = library
+    work = tmp_path / "work"
+    (work / "tiny").mkdir(parents=True)  # e.g. a render folder called after its style
+    monkeypatch.chdir(work)
+    assert load_style("tiny", styles_dir=folder).name == "tiny"
+
+
+def test_wrong_types_in_a_config_are_clear_errors_and_do_not_break_the_listing(library):
+    folder, _ = library
+    model = CPPN(CPPNConfig(hidden=16, depth=2))
+    for name, change in {"periods": {"time_periods": ["x"]}, "hidden": {"hidden": "wide"},
+                         "listy": None}.items():
+        path = save_style(model, folder / f"{name}.safetensors", name=name, kind="trained")
+        _rewrite_header(path, lambda s: s.update(config=[1, 2]) if change is None else s["config"].update(change))
+        with pytest.raises(InvalidInput, match=f"{name}.safetensors has an invalid config"):
+            load_style(name, styles_dir=folder)
+    problems = []
+    assert [i.name for i in list_styles(folder, problems=problems)] == ["tiny"]
+    assert len(problems) == 3 and all("invalid config" in p for p in problems)
+
+
+def test_the_listing_names_styles_by_their_file_which_is_what_style_takes(library):
+    folder, model = library
+    (folder / "copy.safetensors").write_bytes((folder / "tiny.safetensors").read_bytes())
+    names = [i.name for i in list_styles(folder)]
+    assert names == ["copy", "tiny"]
+    assert load_style("copy", styles_dir=folder).path.name == "copy.safetensors"
+
+
+def test_the_recorded_hash_is_of_the_loaded_bytes(library):
+    import hashlib
+
+    folder, _ = library
+    style = load_style("tiny", styles_dir=folder)
+    assert style.sha256 == hashlib.sha256((folder / "tiny.safetensors").read_bytes()).hexdigest()

@@ -18,7 +18,7 @@ COMMANDS = ("features", "styles", "render", "demo", "train", "score")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = console.Parser(
         prog="audio-cppn",
         description="Music-reactive CPPN visuals: analyse audio, train styles from text, render frames.",
         epilog="Run 'audio-cppn COMMAND --help' for each command's options.",

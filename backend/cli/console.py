@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 import time
 from typing import Callable
@@ -11,13 +13,25 @@ from backend.progress import Progress
 
 
 def error_line(exc: BackendError) -> str:
-    return f"error: {exc.message}" + (f"\n  fix: {exc.fix}" if exc.fix else "")
+    """One line: what is wrong, and how to fix it when we know."""
+    return f"error: {exc.message}" + (f" (fix: {exc.fix})" if exc.fix else "")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors like every other error of the CLI (exit code 2, no usage block)."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def run_command(func: Callable, args) -> int:
     """Run a command; a BackendError becomes one line on stderr and its exit code (2)."""
     try:
         code = func(args)
+    except BrokenPipeError:  # `audio-cppn styles --json | head`: the reader left, not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except BackendError as exc:
         print(error_line(exc), file=sys.stderr)
         return exc.exit_code

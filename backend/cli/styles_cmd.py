@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,7 +26,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    styles = list_styles(args.styles_dir)
+    problems: list[str] = []
+    styles = list_styles(args.styles_dir, problems=problems)
+    for problem in problems:
+        print(f"warning: skipped {problem}", file=sys.stderr)
     if args.json:
         print(json.dumps([asdict(s) for s in styles], indent=2))
         return 0
@@ -34,9 +38,9 @@ def run(args) -> int:
         print(f"no styles in {folder}")
         return 0
     name_w = max(len(s.name) for s in styles)
-    print(f"{'NAME':<{name_w}}  {'KIND':<10}  {'PARAMS':>7}  PROMPT")
+    print(f"{'NAME':<{name_w}}  {'KIND':<10}  {'PARAMS':>7}  {'PROMPT':<44}  PREVIEW")
     for s in styles:
-        prompt = s.prompt if len(s.prompt) <= 60 else s.prompt[:57] + "..."
-        print(f"{s.name:<{name_w}}  {s.kind:<10}  {s.parameters:>7,}  {prompt}")
-    print(f"\n{len(styles)} styles in {folder}; previews are the .png files beside them")
+        prompt = s.prompt if len(s.prompt) <= 44 else s.prompt[:41] + "..."
+        print(f"{s.name:<{name_w}}  {s.kind:<10}  {s.parameters:>7,}  {prompt:<44}  {s.preview or '-'}")
+    print(f"\n{len(styles)} styles in {folder}")
     return 0
