@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -46,6 +47,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):  # nothing to remove, or the folder itself is unusable
             tmp.unlink(missing_ok=True)
+
+
+def check_writable(folder: str | os.PathLike, *, create: bool = False) -> Path:
+    """Fail early, before slow work, unless a file can really be created in ``folder``.
+
+    A real probe file, not ``os.access``: root passes every permission check, even on /proc.
+    ``create`` makes the folder (and its parents) first.
+    """
+    folder = Path(folder)
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise InvalidInput(f"cannot write to {folder}: {exc.strerror or exc}",
+                           fix="choose a folder you can write to") from None
+    return folder
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -18,6 +18,10 @@ TEMPOGRAM_SECONDS = 8.0  # autocorrelation window (librosa's ac_size)
 _CHUNK_FRAMES = 3000  # tempogram columns per chunk: 60 s, ~10 MB
 WEAK_BEAT_FRACTION = 0.25  # leading/trailing beats weaker than this share of the median beat are dropped
 MIN_BEAT_FLUX = 0.02  # ... and weaker than a click at about -45 dBFS: a steady tone has no beat
+MIN_STRONG_BEATS = 3  # a grid needs at least this many real hits ...
+MIN_STRONG_SHARE = 0.25  # ... making up this share of its beats (a tone's start and end are not a beat)
+DOUBLE_TIME_RATIO = 0.8  # hits between the beats this strong mean the tracker locked to half the tempo
+MAX_DOUBLED_BPM = 200.0  # never double past this
 
 
 @dataclass
@@ -28,39 +32,66 @@ class BeatGrid:
 
 def track_beats(envelope: np.ndarray, *, hop_rate: int, start_bpm: float = 120.0, delay_s: float = 0.0) -> BeatGrid:
     """Beats of an onset envelope (n,) whose sample j describes time ``j / hop_rate + delay_s``."""
-    import librosa
-
     envelope = np.asarray(envelope, dtype=np.float64)
     if len(envelope) < 2 or not np.any(envelope > 0):
         return BeatGrid(0.0, np.zeros(0))
     coarse = estimate_tempo(envelope, hop_rate=hop_rate, start_bpm=start_bpm)
-    # librosa's dynamic programme forces a badly fitting predecessor on a beat closer to the start
-    # than one period, pulling the first beat early; two periods of silence either side avoid it.
-    # Its own trimming drops a band's first downbeat after a quieter intro: _trim_weak replaces it.
-    pad = int(np.ceil(2 * 60.0 / coarse * hop_rate)) + 1
-    padded = np.concatenate([np.zeros(pad), envelope, np.zeros(pad)])
-    _, frames = librosa.beat.beat_track(onset_envelope=padded, sr=hop_rate, hop_length=1, bpm=coarse,
-                                        trim=False)
-    frames = np.asarray(frames, dtype=np.int64) - pad
-    frames = frames[(frames >= 0) & (frames < len(envelope))]
-    frames = _trim_weak(frames, envelope, reach=max(1, hop_rate // 100))
+    reach = max(1, hop_rate // 100)
+    frames = _track(envelope, hop_rate=hop_rate, bpm=coarse, reach=reach)
+    # For an even pulse the tempogram's prior barely prefers T over 2T (85 vs 170 BPM are equally
+    # far from 120 on its log scale): hits as strong halfway between the beats settle it.
+    if 2 * coarse <= MAX_DOUBLED_BPM and _offbeat_ratio(frames, envelope, reach=reach) >= DOUBLE_TIME_RATIO:
+        frames = _track(envelope, hop_rate=hop_rate, bpm=2 * coarse, reach=reach)
     beats = frames / hop_rate + delay_s
     if len(beats) < 2:
         return BeatGrid(0.0, np.zeros(0))
     return BeatGrid(float(60.0 / np.median(_spans(beats))), beats)
 
 
+def _track(envelope: np.ndarray, *, hop_rate: int, bpm: float, reach: int) -> np.ndarray:
+    """Beat positions (envelope samples) from librosa's dynamic programme at about ``bpm``."""
+    import librosa
+
+    # librosa's dynamic programme forces a badly fitting predecessor on a beat closer to the start
+    # than one period, pulling the first beat early; two periods of silence either side avoid it.
+    # Its own trimming drops a band's first downbeat after a quieter intro: _trim_weak replaces it.
+    pad = int(np.ceil(2 * 60.0 / bpm * hop_rate)) + 1
+    padded = np.concatenate([np.zeros(pad), envelope, np.zeros(pad)])
+    _, frames = librosa.beat.beat_track(onset_envelope=padded, sr=hop_rate, hop_length=1, bpm=bpm,
+                                        trim=False)
+    frames = np.asarray(frames, dtype=np.int64) - pad
+    frames = frames[(frames >= 0) & (frames < len(envelope))]
+    return _trim_weak(frames, envelope, reach=reach)
+
+
+def _peak(envelope: np.ndarray, frames: np.ndarray, reach: int) -> np.ndarray:
+    """The envelope's peak within ``reach`` samples of each frame."""
+    return np.array([envelope[max(0, f - reach): f + reach + 1].max() for f in frames])
+
+
+def _offbeat_ratio(frames: np.ndarray, envelope: np.ndarray, *, reach: int) -> float:
+    """Median onset halfway between beats over the median onset on them (0 when there are too few)."""
+    if len(frames) < 4:
+        return 0.0
+    on = np.median(_peak(envelope, frames, reach))
+    off = np.median(_peak(envelope, (frames[:-1] + frames[1:]) // 2, reach))
+    return float(off / on) if on > 0 else 0.0
+
+
 def _trim_weak(frames: np.ndarray, envelope: np.ndarray, *, reach: int) -> np.ndarray:
     """Drop leading and trailing beats whose onset (peak within ``reach`` samples) is weaker than
     a quarter of the median beat's, or than MIN_BEAT_FLUX; beats between strong ones stay (a
-    breakdown keeps its grid). Fewer than two strong beats means no beat at all."""
+    breakdown keeps its grid). Too few strong beats (a tone's start and end) means no beat at all."""
     if len(frames) == 0:
         return frames
-    strength = np.array([envelope[max(0, f - reach): f + reach + 1].max() for f in frames])
+    strength = _peak(envelope, frames, reach)
     strong = np.flatnonzero(strength >= max(WEAK_BEAT_FRACTION * np.median(strength), MIN_BEAT_FLUX))
-    if len(strong) < 2:  # one hit, or none, is not a beat
+    if len(strong) < MIN_STRONG_BEATS:
         return frames[:0]
-    return frames[strong[0]: strong[-1] + 1]
+    kept = frames[strong[0]: strong[-1] + 1]
+    if len(strong) < MIN_STRONG_SHARE * len(kept):
+        return frames[:0]
+    return kept
 
 
 def _spans(beats: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ which is what the fast CPU and FP16 GPU paths compute.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn
@@ -25,10 +25,12 @@ from torch import nn
 from backend.coords import time_phases
 from backend.errors import InvalidInput
 from backend.feature_names import CHROMA, FEATURE_INDEX, FEATURE_NAMES
+from backend.reactivity import Reactivity  # noqa: F401  (part of this module's API)
 
 DEFAULT_AUDIO_INPUTS = ("sub", "bass", "low_mid", "high_mid", "treble", "rms", "onset", "beat_pulse",
                         *CHROMA, "centroid")
 COORD_INPUTS = 3  # x, y, r
+MAX_HIDDEN, MAX_DEPTH = 2048, 32  # far past any useful CPPN; larger is a typo (or a hostile header)
 # Scale of each feature's row in the fixed audio projection: slow, big movers (bass, loudness) morph
 # the pattern most; features that twitch every hi-hat (treble, onset) or swap often (chroma) less,
 # so the picture breathes with the music instead of flickering. Unlisted features get 1.
@@ -69,8 +71,9 @@ class CPPNConfig:
         unknown = [n for n in self.audio_inputs if n not in FEATURE_INDEX]
         if unknown:
             raise InvalidInput(f"unknown audio inputs {unknown}; known: {', '.join(FEATURE_NAMES)}")
-        if self.hidden < 1 or self.depth < 1:
-            raise InvalidInput(f"hidden and depth must be >= 1, got {self.hidden} and {self.depth}")
+        if not (1 <= self.hidden <= MAX_HIDDEN and 1 <= self.depth <= MAX_DEPTH):
+            raise InvalidInput(f"hidden must be 1-{MAX_HIDDEN} and depth 1-{MAX_DEPTH}, "
+                               f"got {self.hidden} and {self.depth}")
         if self.out_channels not in (3, 4):
             raise InvalidInput(f"out_channels must be 3 or 4, got {self.out_channels}")
         if not self.time_periods or any(not 0 < p < math.inf for p in self.time_periods):
@@ -91,37 +94,6 @@ class CPPNConfig:
         if unknown:
             raise InvalidInput(f"style config has unknown fields {unknown}; it may need a newer audio-cppn")
         return cls(**data)
-
-
-@dataclass
-class Reactivity:
-    """How strongly the music moves the picture; a render setting, not part of the style."""
-
-    amount: float = 1.0  # global multiplier of every audio effect (0 = ignore the music)
-    morph: float = 1.0  # audio features pushing the pattern through the network
-    swell: float = 0.35  # magnification per unit of bass
-    pulse: float = 0.6  # radial push (radians) per unit of beat pulse
-    flash: float = 0.35  # blend towards white per unit of onset
-    gains: dict[str, float] = field(default_factory=dict)  # per-feature multipliers, e.g. {"bass": 1.5}
-
-    def __post_init__(self):
-        unknown = [n for n in self.gains if n not in FEATURE_INDEX]
-        if unknown:
-            raise InvalidInput(f"unknown feature in gains: {unknown}; known: {', '.join(FEATURE_NAMES)}")
-        for name, value in self.gains.items():
-            if not _is_number(value) or not math.isfinite(value) or value < 0:
-                raise InvalidInput(f"gain for {name} must be a finite number >= 0, got {value}")
-        for name in ("amount", "morph", "swell", "pulse", "flash"):
-            value = getattr(self, name)
-            if not _is_number(value) or not math.isfinite(value) or value < 0:
-                raise InvalidInput(f"reactivity {name} must be a finite number >= 0, got {value}")
-
-    def gain_vector(self) -> torch.Tensor:
-        """Per-feature multipliers in canonical order, global amount included, shape [F]."""
-        g = torch.full((len(FEATURE_NAMES),), float(self.amount))
-        for name, value in self.gains.items():
-            g[FEATURE_INDEX[name]] *= float(value)
-        return g
 
 
 @dataclass
@@ -173,7 +145,7 @@ class CPPN(nn.Module):
                     reactivity: Reactivity | None = None) -> FrameTerms:
         """Fold time (B,) seconds and audio (B, F) canonical features in [0, 1] into FrameTerms."""
         r = reactivity or Reactivity()
-        a = audio.to(self.first_bias) * r.gain_vector().to(self.first_bias)  # (B, F)
+        a = audio.to(self.first_bias) * torch.from_numpy(r.gain_vector()).to(self.first_bias)  # (B, F)
         zoom = 1.0 / (1.0 + r.swell * a[:, FEATURE_INDEX["bass"]])
         pulse = r.pulse * a[:, FEATURE_INDEX["beat_pulse"]]
         flash = (r.flash * a[:, FEATURE_INDEX["onset"]]).clamp(0.0, 1.0)

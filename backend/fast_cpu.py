@@ -41,7 +41,7 @@ _S3, _S5, _S7 = np.float32(-1 / 6), np.float32(1 / 120), np.float32(-1 / 5040)
 _S9, _S11, _S13 = np.float32(1 / 362880), np.float32(-1 / 39916800), np.float32(1 / 6227020800)
 
 
-@numba.njit(fastmath=_FASTMATH, cache=True, nogil=True, inline="always")
+@numba.njit(fastmath=_FASTMATH, error_model="numpy", cache=True, nogil=True, inline="always")
 def _sin32(x):
     """sin(x) for float32 x: reduce to t = x - k*pi in [-pi/2, pi/2], then sin(x) = (-1)^k sin(t)."""
     k = np.floor(x * _INV_PI + np.float32(0.5))
@@ -57,7 +57,7 @@ def _sin32(x):
     return s * np.float32(1 - 2 * odd)
 
 
-@numba.njit(fastmath=_FASTMATH, cache=True, nogil=True)
+@numba.njit(fastmath=_FASTMATH, error_model="numpy", cache=True, nogil=True)
 def sin_inplace(values):
     """Replace a contiguous float32 array (any shape, as 1-D view) by its sine."""
     flat = values.reshape(-1)
@@ -65,7 +65,7 @@ def sin_inplace(values):
         flat[i] = _sin32(flat[i])
 
 
-@numba.njit(fastmath=_FASTMATH, cache=True, nogil=True)
+@numba.njit(fastmath=_FASTMATH, error_model="numpy", cache=True, nogil=True)
 def _first_layer(coords, weight_t, zoom, bias, out):
     """out (T, H) = sin(zoom * (coords (T, 3) @ weight_t (3, H)) + bias (H,))."""
     n, hidden = out.shape
@@ -76,7 +76,7 @@ def _first_layer(coords, weight_t, zoom, bias, out):
             out[i, j] = _sin32(zoom * pre + bias[j])
 
 
-@numba.njit(fastmath=_FASTMATH, cache=True, nogil=True)
+@numba.njit(fastmath=_FASTMATH, error_model="numpy", cache=True, nogil=True)
 def _finish(logits_t, bias, flash, out):
     """out (T, C) = sigmoid(logits_t (C, T) + bias (C,)), RGB blended towards white by ``flash``."""
     n, channels = out.shape

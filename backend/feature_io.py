@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.atomic import write_bytes
+from backend.atomic import check_writable, write_bytes
 from backend.errors import InvalidInput, NotFound
 from backend.timebase import fps_label
 
@@ -37,27 +37,33 @@ def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] = FEATU
         raise InvalidInput(f"cannot write {path}: folder {folder} does not exist")
     if not folder.is_dir():
         raise InvalidInput(f"cannot write {path}: {folder} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InvalidInput(f"cannot write {path}: no permission to write in {folder}")
+    check_writable(folder)
     return path
 
 
 def save_features(features, path: str | os.PathLike) -> Path:
     """Write ``features`` as .npz, .csv or .json (chosen by suffix), atomically. Returns the path."""
     path = check_output_path(path)
-    kind = path.suffix.lower()
+    return write_bytes(path, features_bytes(features, path.suffix))
+
+
+def features_bytes(features, suffix: str) -> bytes:
+    """The file contents of ``features`` in the format of ``suffix`` (.npz, .csv or .json)."""
+    kind = suffix.lower()
     if kind == ".npz":
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **_npz_fields(features))
-        return write_bytes(path, buffer.getvalue())
+        return buffer.getvalue()
     if kind == ".json":
-        return write_bytes(path, json.dumps(_json_fields(features)).encode())
+        return json.dumps(_json_fields(features)).encode()
+    if kind != ".csv":
+        raise InvalidInput(f"feature files end in {', '.join(FEATURE_SUFFIXES)}, got {suffix!r}")
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["frame", "time", *features.names])
     for frame, t, row in zip(features.frame_numbers(), features.times, features.values, strict=True):
         writer.writerow([int(frame), f"{t:.6f}", *(f"{v:.6g}" for v in row)])
-    return write_bytes(path, text.getvalue().encode())
+    return text.getvalue().encode()
 
 
 def load_features(path: str | os.PathLike):

@@ -25,9 +25,14 @@ _PITCHES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 def plot_features(features, path: str | os.PathLike, *, title: str | None = None) -> Path:
     """Draw every feature of ``features`` over time into a PNG at ``path`` (written atomically)."""
+    path = check_output_path(path, (".png",))
+    return write_bytes(path, plot_png(features, title=title))
+
+
+def plot_png(features, *, title: str | None = None) -> bytes:
+    """The PNG bytes of the feature plot: every feature over time, beats marked, chroma as an image."""
     from matplotlib.figure import Figure  # a bare Figure renders with Agg; pyplot's global state is untouched
 
-    path = check_output_path(path, (".png",))
     t = features.times
     rate = features.fps.numerator / features.fps.denominator
     end = max(float(t[-1]) + 1 / rate if len(t) else 0.0, 1e-3)
@@ -72,7 +77,7 @@ def plot_features(features, path: str | os.PathLike, *, title: str | None = None
                  fontsize=11)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    return write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def _lane_label(features, name: str) -> str:

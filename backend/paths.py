@@ -15,6 +15,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STYLES_ENV = "AUDIO_CPPN_STYLES"
 CACHE_ENV = "AUDIO_CPPN_CACHE"
+DEFAULT_STYLE = "aurora"  # a bundled procedural style; what `demo` and new renders use
 
 
 def in_checkout() -> bool:
@@ -32,6 +33,12 @@ def default_styles_dir() -> Path:
     if env:
         return Path(env)
     return PROJECT_ROOT / "styles" if in_checkout() else _xdg("XDG_DATA_HOME", ".local/share") / "styles"
+
+
+def bundled_styles_dir() -> Path | None:
+    """The styles shipped with the project (in a checkout), or None in an installed package."""
+    folder = PROJECT_ROOT / "styles"
+    return folder if in_checkout() else None
 
 
 def cache_dir(name: str) -> Path:

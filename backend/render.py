@@ -14,9 +14,9 @@ the same bytes as that range inside a full render.
 
 from __future__ import annotations
 
+import math
 import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -29,7 +29,7 @@ from backend.cppn import Reactivity
 from backend.errors import Conflict, InvalidInput
 from backend.fast_cpu import default_threads
 from backend.frame_renderer import FrameRenderer, check_size, resolve_device
-from backend.atomic import remove_stale_temps
+from backend.atomic import check_writable, remove_stale_temps
 from backend.image_writers import FrameSink, ImageFormat, image_header, read_display
 from backend.manifest import (FORMAT_VERSION, MANIFEST_NAME, differences, merge_ranges, now_iso,
                               read_manifest, write_manifest)
@@ -80,8 +80,8 @@ class RenderConfig:
             if first > last:
                 raise InvalidInput(f"frame range must run forwards (A-B with A <= B), got {first}-{last}")
             self.frames = (int(first), int(last))
-        if self.duration is not None and not self.duration > 0:
-            raise InvalidInput(f"duration must be > 0 seconds, got {self.duration}")
+        if self.duration is not None and not 0 < self.duration < math.inf:
+            raise InvalidInput(f"duration must be a finite number > 0 seconds, got {self.duration}")
         if not _PREFIX.match(self.prefix):
             raise InvalidInput(f"prefix may hold up to 64 letters, digits, '_', '-' or '.', got {self.prefix!r}")
         if (self.writer_threads is not None and self.writer_threads < 1) or self.queue_frames < 1:
@@ -284,12 +284,12 @@ def _check_outputs(folder: Path | None, video_path: Path | None, config: RenderC
             raise InvalidInput("MP4 has no alpha channel; drop --alpha or render to a folder of EXR/PNG frames")
         if folder is None and video_path.exists() and not config.overwrite:
             raise Conflict(f"{video_path} already exists", fix="use --overwrite to replace it")
-        _check_writable(video_path.parent)
+        check_writable(video_path.parent, create=True)
         remove_stale_temps(video_path.parent)  # an MP4 left unfinished by a killed render
     if folder is not None:
         if folder.exists() and not folder.is_dir():
             raise InvalidInput(f"output {folder} is a file; give a folder for frames or a path ending in .mp4")
-        _check_writable(folder)
+        check_writable(folder, create=True)
 
 
 def _frame_range(config: RenderConfig, n_frames: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -315,16 +315,6 @@ def _video_writer(path: Path, config: RenderConfig, audio_path: Path, audio_s: f
     clip = AudioClip(audio_path, start_s=float(start), end_s=float(end))
     return VideoWriter(path, width=config.width, height=config.height, fps=config.fps, audio=clip,
                        frame_count=last - first + 1, settings=config.video)
-
-
-def _check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise InvalidInput(f"cannot write to {folder}: {exc.strerror or exc}",
-                           fix="choose a folder you can write to") from None
 
 
 def _check_features(features, audio_config) -> None:

@@ -35,6 +35,9 @@ ONSET_DELAY_SAMPLES = 64  # 2 ms at ANALYSIS_RATE
 # periods of a sub-bass note, so a steady bass tone would flicker there; hits are broadband anyway.
 ONSET_FIRST_BIN = 2
 CENTROID_RANGE_HZ = (20.0, 16000.0)
+# Below ~120 Hz a semitone is narrower than the long window's 7.8 Hz bins, so a bass note smears over
+# neighbouring pitch classes and drowns the harmony above it; chroma reads only what lies higher.
+CHROMA_MIN_HZ = 120.0
 
 # Columns of a level row: band powers, mean square, chroma energies, centroid denominator/numerator.
 COL_BANDS = slice(0, len(BANDS))
@@ -78,7 +81,7 @@ class HopAnalyzer:
         self.short_amplitude = np.float32(2.0 / self.short_window.sum())
         freqs = np.fft.rfftfreq(LONG_FFT, 1.0 / ANALYSIS_RATE)
         bands = [((freqs >= lo) & (freqs < hi)) for lo, hi in (BAND_EDGES_HZ[b] for b in BANDS)]
-        chroma = librosa.filters.chroma(sr=ANALYSIS_RATE, n_fft=LONG_FFT)
+        chroma = librosa.filters.chroma(sr=ANALYSIS_RATE, n_fft=LONG_FFT) * (freqs >= CHROMA_MIN_HZ)
         in_range = (freqs >= CENTROID_RANGE_HZ[0]) & (freqs <= CENTROID_RANGE_HZ[1])
         rows = np.vstack([np.array(bands), chroma, in_range, in_range * freqs])  # (19, bins)
         # One matrix from squared (re, im) pairs to every long-window level, power scale folded in.

@@ -24,13 +24,13 @@ from safetensors.torch import load, save_file
 from backend.atomic import atomic_path
 from backend.cppn import CPPN, CPPNConfig
 from backend.errors import InvalidInput, NotFound
-from backend.paths import STYLES_ENV, default_styles_dir  # noqa: F401 (part of the library API)
+from backend.paths import DEFAULT_STYLE, STYLES_ENV, bundled_styles_dir, default_styles_dir  # noqa: F401 (library API)
 
 FORMAT_VERSION = 1
 METADATA_KEY = "audio_cppn"
 SUFFIX = ".safetensors"
 KINDS = ("procedural", "trained")
-DEFAULT_STYLE = "aurora"  # a bundled procedural style; what `demo` and new renders use
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on the JSON header
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -59,7 +59,8 @@ def check_style_name(name: str) -> str:
 
 
 def style_path(name_or_path: str | os.PathLike, styles_dir: Path | None = None) -> Path:
-    """A style's file: an existing path as given, else ``<styles_dir>/<name>.safetensors``."""
+    """A style's file: an existing path as given, else ``<styles_dir>/<name>.safetensors``, else a
+    bundled style of that name (so ``demo`` and the default style work with any library folder)."""
     text = str(name_or_path)
     candidate = Path(text)
     # A path only when it looks like one: a folder that happens to be called "aurora" is not a style.
@@ -69,6 +70,9 @@ def style_path(name_or_path: str | os.PathLike, styles_dir: Path | None = None) 
         return candidate
     folder = styles_dir or default_styles_dir()
     path = folder / f"{text}{SUFFIX}"
+    bundled = bundled_styles_dir()
+    if not path.is_file() and bundled is not None and (bundled / f"{text}{SUFFIX}").is_file():
+        return bundled / f"{text}{SUFFIX}"  # the shipped styles stay usable by name beside any library
     if not path.is_file():
         names = ", ".join(s.stem for s in sorted(folder.glob(f"*{SUFFIX}"))) or "none"
         raise NotFound(f"no style named {text!r} in {folder} (available: {names})",
@@ -92,14 +96,20 @@ def save_style(model: CPPN, path: Path, *, name: str, kind: str, metadata: dict 
 
 
 def read_header(path: Path, data: bytes | None = None) -> dict:
-    """The style header without loading weights (cheap, used for listing); ``data``: the file's bytes if read."""
+    """The style header without loading weights (cheap, used for listing); ``data``: the file's bytes if read.
+
+    Every field a caller relies on is checked here, so one odd file is one clear error, never a crash.
+    """
     try:
         if data is None:
             with open(path, "rb") as f:
-                data = f.read(8)
-                data += f.read(int.from_bytes(data, "little")) if len(data) == 8 else b""
+                first = f.read(8)
+                n = int.from_bytes(first, "little")
+                if len(first) < 8 or not 2 <= n <= MAX_HEADER_BYTES:  # bounded before reading it
+                    raise ValueError("bad header length")
+                data = first + f.read(n)
         n = int.from_bytes(data[:8], "little")
-        if not 2 <= n <= min(100_000_000, len(data) - 8):
+        if not 2 <= n <= min(MAX_HEADER_BYTES, len(data) - 8):
             raise ValueError("bad header length")
         header = json.loads(json.loads(data[8:8 + n])["__metadata__"][METADATA_KEY])
         if not isinstance(header, dict):
@@ -115,6 +125,12 @@ def read_header(path: Path, data: bytes | None = None) -> dict:
     for key in ("name", "kind", "config"):
         if key not in header:
             raise InvalidInput(f"{path} style header is missing {key!r}")
+    if not isinstance(header["name"], str) or header["kind"] not in KINDS:
+        raise InvalidInput(f"{path} style header has name {header['name']!r} and kind {header['kind']!r}; "
+                           f"expected a text name and a kind of {', '.join(KINDS)}")
+    metadata = header.setdefault("metadata", {})
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("prompt", ""), str):
+        raise InvalidInput(f"{path} style metadata must be a JSON object with a text prompt")
     return header
 
 
@@ -127,23 +143,28 @@ def load_style(name_or_path: str | os.PathLike, *, styles_dir: Path | None = Non
     except OSError as exc:
         raise InvalidInput(f"cannot read style file {path}: {exc.strerror or exc}") from None
     header = read_header(path, data)
-    model = CPPN(_config(header, path))
+    config = _config(header, path)
     try:
         tensors = load(data)
     except (SafetensorError, ValueError) as exc:
         raise InvalidInput(f"{path} is corrupt: {exc}") from None
-    expected = model.state_dict()
+    with torch.device("meta"):  # shapes first: a header must not make us allocate what the file lacks
+        expected = CPPN(config).state_dict()
     missing = sorted(set(expected) - set(tensors))
     if missing:
-        raise InvalidInput(f"{path} is missing weights {missing}")
+        shown = ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")
+        raise InvalidInput(f"{path} is missing {len(missing)} weights the config needs ({shown})")
     for key, value in expected.items():
         if tensors[key].shape != value.shape:
             raise InvalidInput(f"{path}: weight {key} has shape {tuple(tensors[key].shape)}, "
                                f"the config needs {tuple(value.shape)}")
+        if not torch.isfinite(tensors[key]).all():
+            raise InvalidInput(f"{path} is corrupt: weight {key} holds NaN or infinite values")
+    model = CPPN(config)
     model.load_state_dict({k: tensors[k] for k in expected})
     model.eval().requires_grad_(False).to(device)
     return Style(name=header["name"], kind=header["kind"], model=model,
-                 metadata=header.get("metadata", {}), path=path, sha256=hashlib.sha256(data).hexdigest())
+                 metadata=header["metadata"], path=path, sha256=hashlib.sha256(data).hexdigest())
 
 
 def _config(header: dict, path: Path) -> CPPNConfig:
@@ -188,7 +209,7 @@ def list_styles(styles_dir: Path | None = None, *, problems: list[str] | None = 
                 problems.append(exc.message)
             continue
         preview = path.with_suffix(".png")
-        meta = header.get("metadata", {})
+        meta = header["metadata"]
         infos.append(StyleInfo(name=path.stem, kind=header["kind"], prompt=meta.get("prompt", ""),
                                parameters=n_params, path=str(path),
                                preview=str(preview) if preview.exists() else None, metadata=meta))

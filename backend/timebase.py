@@ -18,7 +18,7 @@ from backend.errors import InvalidInput
 # Broadcast rates people type as decimals mean the NTSC fractions.
 _NTSC = {"23.976": Fraction(24000, 1001), "29.97": Fraction(30000, 1001),
          "59.94": Fraction(60000, 1001), "119.88": Fraction(120000, 1001)}
-MAX_FPS = 1000
+MAX_FPS = 200  # audio features are measured every 5 ms (spectral.HOP_RATE): no finer frames
 
 
 def parse_fps(value: str | float | int | Fraction) -> Fraction:

@@ -66,7 +66,7 @@ class NaiveReference(nn.Module):
         from backend.feature_names import FEATURE_INDEX
 
         m = self.model
-        a = torch.as_tensor(audio)[None] * reactivity.gain_vector()  # (1, F)
+        a = torch.as_tensor(audio)[None] * torch.from_numpy(reactivity.gain_vector())  # (1, F)
         zoom = 1.0 / (1.0 + reactivity.swell * a[0, FEATURE_INDEX["bass"]])
         pulse = reactivity.pulse * a[0, FEATURE_INDEX["beat_pulse"]]
         flash = (reactivity.flash * a[0, FEATURE_INDEX["onset"]]).clamp(0, 1)

@@ -92,6 +92,15 @@ def test_a_steady_tone_sits_at_zero_without_nan():
     assert features.column("low_mid")[steady].max() < 0.05
     assert features.column("onset")[steady].max() < 0.1
     assert np.argmax(features.values[45, 11:23]) == 9  # chroma: A
+    # its hard start and stop are two hits, not a beat: no phantom grid between them
+    assert features.tempo == 0.0 and len(features.beat_times) == 0
+    assert features.column("beat_pulse").max() == 0.0
+
+
+@pytest.mark.parametrize("freq", [250, 1000, 6000])
+def test_the_centroid_of_a_tone_is_its_frequency(freq):
+    features = compute_features(tone(freq, sr=44100, duration=2.0), 44100)
+    assert np.median(features.raw[15:-15, FEATURE_NAMES.index("centroid")]) == pytest.approx(freq, rel=0.03)
 
 
 def test_120_bpm_pulses_give_tempo_and_a_pulse_every_half_second():
@@ -109,6 +118,16 @@ def test_120_bpm_pulses_give_tempo_and_a_pulse_every_half_second():
     assert np.all(features.column("beat_cos")[on_beat] > 0.9)
     assert np.all(features.column("beat_cos")[np.round((beats[:-1] + 0.25) * 30).astype(int)] < 0.1)
     assert np.allclose(features.column("tempo")[10:-10], 0.5, atol=0.02)  # 120 BPM on the 60..180 scale
+
+
+@pytest.mark.parametrize("bpm", [90, 140, 170])
+def test_other_tempos_are_found_without_octave_errors(bpm):
+    """Not only the tracker's 120 BPM prior: an even pulse far from it keeps its own tempo."""
+    y, beats = pulse_train(bpm, sr=44100, duration=12.0)
+    features = compute_features(y, 44100, config=AudioConfig(fps=30))
+    assert features.tempo == pytest.approx(bpm, abs=2)
+    assert len(features.beat_times) == len(beats)
+    np.testing.assert_allclose(features.beat_times, beats, atol=1 / 30)
 
 
 def test_silence_gives_all_zero_features():

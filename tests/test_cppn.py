@@ -87,9 +87,11 @@ def test_reactivity_controls_each_effect():
         Reactivity(gains={"cowbell": 1.0})
     with pytest.raises(InvalidInput, match="amount"):
         Reactivity(amount=float("nan"))
-    for bad in (float("nan"), float("inf"), -1.0):
-        with pytest.raises(InvalidInput, match="gain for bass must be a finite number >= 0"):
+    for bad in (float("nan"), float("inf"), -1.0, 1e40):
+        with pytest.raises(InvalidInput, match="gain for bass must be a number from 0 to 100"):
             Reactivity(gains={"bass": bad})
+    with pytest.raises(InvalidInput, match="reactivity amount must be a number from 0 to 100, got 1e"):
+        Reactivity(amount=1e39)
 
 
 def test_flash_brightens_towards_white_and_keeps_alpha():

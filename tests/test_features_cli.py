@@ -44,8 +44,8 @@ BAD = {  # id: (arguments after 'features' with {d} the folder, expected message
                       r"cut\.mp3 is truncated or damaged: its header promises 3\.00 s but only 1\.\d\d s"),
     "short": (["{d}/blip.wav"], r"blip\.wav holds 0\.10 s of audio; analysis needs at least 0\.5 s"),
     "directory": (["{d}/a folder"], r"a folder is a directory; expected wav"),
-    "fps-zero": (["{d}/good.wav", "--fps", "0"], r"fps must be > 0 and at most 1000, got 0"),
-    "fps-negative": (["{d}/good.wav", "--fps", "-1"], r"fps must be > 0 and at most 1000, got -1"),
+    "fps-zero": (["{d}/good.wav", "--fps", "0"], r"fps must be > 0 and at most 200, got 0"),
+    "fps-negative": (["{d}/good.wav", "--fps", "-1"], r"fps must be > 0 and at most 200, got -1"),
     "fps-nan": (["{d}/good.wav", "--fps", "nan"], r"fps must be a number like 30, 29\.97 or 30000/1001, got 'nan'"),
     "output-folder-missing": (["{d}/good.wav", "-o", "{d}/no/such/dir/f.npz"],
                               r"cannot write .*f\.npz: folder .*dir does not exist"),
@@ -53,6 +53,12 @@ BAD = {  # id: (arguments after 'features' with {d} the folder, expected message
                             r"cannot write .*f\.npz: .*plain_file is not a folder"),
     "output-suffix": (["{d}/good.wav", "-o", "{d}/f.txt"],
                       r"output .*f\.txt must end in \.npz, \.csv, \.json, got '\.txt'"),
+    "output-empty": (["{d}/good.wav", "-o", ""], r"must end in \.npz, \.csv, \.json, got 'no suffix'"),
+    # root passes every permission check, so only a real write tells: /proc takes no new files
+    "output-unwritable": (["{d}/good.wav", "-o", "/proc/f.npz"], r"cannot write to /proc: "),
+    # the features file could be written, the plot not: neither is written
+    "plot-unwritable": (["{d}/good.wav", "-o", "{d}/features.npz", "--plot", "/proc/f.png"],
+                        r"cannot write to /proc: "),
 }
 
 
@@ -69,7 +75,8 @@ def bad_runs(tmp_path_factory):
         args = [a.format(d=folder) for a in args]
         if not any(a == "-o" for a in args):
             args += ["-o", str(folder / "features.npz")]
-        args += ["--plot", str(folder / "features.png")]
+        if "--plot" not in args:
+            args += ["--plot", str(folder / "features.png")]
         return subprocess.run([sys.executable, "-m", "backend", "features", *args], capture_output=True,
                               text=True, env=env, cwd=folder, timeout=300)
 

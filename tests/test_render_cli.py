@@ -95,7 +95,11 @@ def test_bad_input_is_one_line_and_exit_code_2(files, tmp_path, capsys, monkeypa
         (base + ["--gain", "cowbell=2"], "unknown feature in gains"),
         (base + ["--gain", "bass"], "--gain must look like FEATURE=X"),
         (base + ["--smoothing", "onset=5"], "--smoothing must look like FEATURE=ATTACK,RELEASE"),
-        (base + ["--reactivity", "-1"], "reactivity amount must be a finite number >= 0"),
+        (base + ["--reactivity", "-1"], "reactivity amount must be a number from 0 to 100"),
+        (base + ["--reactivity", "1e39"], "reactivity amount must be a number from 0 to 100"),
+        (base + ["--gain", "bass=1e40"], "gain for bass must be a number from 0 to 100"),
+        (base + ["--duration", "inf"], "duration must be a finite number > 0 seconds"),
+        (base + ["--duration", "0"], "duration must be a finite number > 0 seconds"),
         (["render", audio, "--style", style, "-o", tmp_path / "odd.mp4", "--size", "47x27"], "even width"),
     ]
     for argv, message in cases:

@@ -136,3 +136,51 @@ def test_the_recorded_hash_is_of_the_loaded_bytes(library):
     folder, _ = library
     style = load_style("tiny", styles_dir=folder)
     assert style.sha256 == hashlib.sha256((folder / "tiny.safetensors").read_bytes()).hexdigest()
+
+
+def test_corrupt_weights_and_odd_headers_are_clear_errors_and_the_listing_survives(library):
+    folder, _ = library
+    model = CPPN(CPPNConfig(hidden=16, depth=2))
+    nan = save_style(model, folder / "nan.safetensors", name="nan", kind="trained")
+    raw = bytearray(nan.read_bytes())
+    raw[-64:] = b"\xff" * 64  # float32 0xffffffff is NaN: the header is intact, the weights are not
+    nan.write_bytes(bytes(raw))
+    with pytest.raises(InvalidInput, match=r"nan\.safetensors is corrupt: weight .* NaN or infinite"):
+        load_style("nan", styles_dir=folder)
+    # a pickle (torch.save's zip) renamed to .safetensors: its first 8 bytes are no header length
+    torch.save(model.state_dict(), folder / "pickled.safetensors")
+    for name, change in {"listmeta": {"metadata": [1]}, "nullmeta": {"metadata": None},
+                         "numprompt": {"metadata": {"prompt": 5}}, "banana": {"kind": "banana"}}.items():
+        path = save_style(model, folder / f"{name}.safetensors", name=name, kind="trained")
+        _rewrite_header(path, lambda s: s.update(change))
+        with pytest.raises(InvalidInput, match=f"{name}.safetensors style"):
+            load_style(name, styles_dir=folder)
+    problems = []  # listing reads headers only: the NaN weights are found when the style is loaded
+    assert [i.name for i in list_styles(folder, problems=problems)] == ["nan", "tiny"]
+    assert len(problems) == 5, problems
+    table = subprocess.run([sys.executable, "-m", "backend", "styles", "--styles-dir", str(folder)],
+                           capture_output=True, text=True)
+    assert table.returncode == 0 and "tiny" in table.stdout and "Traceback" not in table.stderr
+    assert table.stderr.count("warning: skipped") == 5
+
+
+def test_a_header_cannot_make_the_loader_build_a_giant_network(tmp_path):
+    path = save_style(CPPN(CPPNConfig(hidden=16, depth=2)), tmp_path / "a.safetensors", name="a", kind="trained")
+    _rewrite_header(path, lambda s: s["config"].update(hidden=100000, depth=50))
+    with pytest.raises(InvalidInput, match="hidden must be 1-2048 and depth 1-32"):
+        load_style(path)
+    _rewrite_header(path, lambda s: s["config"].update(hidden=2048, depth=32))
+    with pytest.raises(InvalidInput, match="missing 60 weights"):  # checked on shapes alone, nothing allocated
+        load_style(path)
+
+
+def test_the_library_folder_comes_from_the_environment_and_keeps_the_bundled_styles(library, monkeypatch):
+    folder, _ = library
+    monkeypatch.setenv("AUDIO_CPPN_STYLES", str(folder))
+    assert [i.name for i in list_styles()] == ["tiny"]
+    assert load_style("tiny").path == folder / "tiny.safetensors"
+    listed = json.loads(subprocess.run([sys.executable, "-m", "backend", "styles", "--json"],
+                                       capture_output=True, text=True, check=True).stdout)
+    assert [s["name"] for s in listed] == ["tiny"]
+    # the shipped default stays usable by name, so `demo` and a plain `render` still work
+    assert load_style("aurora").kind == "procedural"

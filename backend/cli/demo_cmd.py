@@ -8,7 +8,7 @@ from pathlib import Path
 
 from backend.cli.render_cmd import StageBars, summary_line
 from backend.errors import Conflict
-from backend.styles import DEFAULT_STYLE
+from backend.paths import DEFAULT_STYLE
 
 EPILOG = """\
 examples:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from backend.audio_features import AudioConfig, analyze, save_features
+from backend.atomic import write_bytes
+from backend.audio_features import AudioConfig, analyze
 from backend.cli.console import ProgressBar
 from backend.errors import InvalidInput
-from backend.feature_io import check_output_path
+from backend.feature_io import check_output_path, features_bytes
 from backend.feature_names import CHROMA
 from backend.timebase import fps_label
 
@@ -65,9 +67,9 @@ def run(args) -> int:
     if args.demo == bool(args.audio):
         raise InvalidInput("give one AUDIO file to analyse, or --demo for the bundled demo track")
     config = AudioConfig(fps=args.fps, frame_start=args.frame_start, zero_phase=not args.causal)
-    if args.output:
+    if args.output is not None:
         check_output_path(args.output)  # before the analysis, not after it
-    if args.plot:
+    if args.plot is not None:
         check_output_path(args.plot, (".png",))
     if args.demo:
         from backend.demo_track import demo_track_path
@@ -91,13 +93,17 @@ def run(args) -> int:
               f"(frame {features.frame_start + round(first * features.fps)})")
     else:
         print("no beats found")
-    if args.output:
-        print(f"wrote {save_features(features, args.output)}")
-    if args.plot:
-        from backend.feature_plot import plot_features
+    # Both files are made in memory first: a failure writes neither, rather than one of two.
+    outputs = []
+    if args.output is not None:
+        outputs.append((args.output, features_bytes(features, Path(args.output).suffix)))
+    if args.plot is not None:
+        from backend.feature_plot import plot_png
 
-        print(f"wrote {plot_features(features, args.plot, title=str(path))}")
-    if not args.output and not args.plot:
+        outputs.append((args.plot, plot_png(features, title=str(path))))
+    for target, data in outputs:
+        print(f"wrote {write_bytes(target, data)}")
+    if not outputs:
         _print_summary(features)
     return 0
 

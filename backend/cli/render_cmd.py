@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from backend.cppn import Reactivity
 from backend.errors import InvalidInput
 from backend.feature_names import FEATURE_NAMES
 from backend.image_writers import EXR_COMPRESSIONS
-from backend.styles import DEFAULT_STYLE, STYLES_ENV
+from backend.paths import DEFAULT_STYLE, STYLES_ENV
+from backend.reactivity import Reactivity
 
 SIZE_HELP = "WIDTHxHEIGHT (e.g. 1280x720) or a preset: 360p, 480p, 720p, 1080p, 1440p, 4k"
 EPILOG = f"""\

@@ -8,7 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from backend.styles import STYLES_ENV, default_styles_dir, list_styles
+from backend.paths import STYLES_ENV, default_styles_dir
 
 
 def add_parser(subparsers) -> None:
@@ -26,6 +26,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from backend.styles import list_styles  # loads torch: only when the command really runs
+
     problems: list[str] = []
     styles = list_styles(args.styles_dir, problems=problems)
     for problem in problems:
