@@ -56,6 +56,10 @@ def check_writable(folder: str | os.PathLike, *, create: bool = False) -> Path:
     ``create`` makes the folder (and its parents) first.
     """
     folder = Path(folder)
+    blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise InvalidInput(f"cannot write to {folder}: {blocker} is a file, not a folder",
+                           fix="choose a folder you can write to")
     try:
         if create:
             folder.mkdir(parents=True, exist_ok=True)
@@ -86,8 +90,10 @@ def remove_stale_temps(folder: Path, *, older_than_s: float = 3600.0) -> int:
     removed = 0
     for tmp in Path(folder).glob(f".*{_TEMP_MARK}*"):
         owner = tmp.name.rsplit(_TEMP_MARK, 1)[1].split("-")
+        if len(owner) != 3 or not owner[1].isdigit() or not owner[2].isdigit():
+            continue  # not a name temp_path() makes: someone else's file, never ours to delete
         try:
-            mine = len(owner) == 3 and owner[0] == _HOST
+            mine = owner[0] == _HOST
             stale = (not _pid_alive(int(owner[1]))) if mine else time.time() - tmp.stat().st_mtime > older_than_s
             if stale:
                 tmp.unlink()

@@ -195,8 +195,10 @@ def analyze_blocks(blocks: Iterable[np.ndarray], sample_rate: int, *, config: Au
     total_s = math.ceil(expected_samples / sample_rate)
     for block in blocks:
         block = np.asarray(block, dtype=np.float32).reshape(len(block), -1)
-        if not np.isfinite(block).all():
-            raise InvalidInput(f"the audio contains NaN or infinite samples near {n_samples / sample_rate:.1f} s")
+        finite = np.isfinite(block).all(axis=1)
+        if not finite.all():
+            at = (n_samples + int(np.argmin(finite))) / sample_rate
+            raise InvalidInput(f"the audio contains NaN or infinite samples at {at:.2f} s")
         n_samples += len(block)
         _check_length(n_samples, sample_rate, config, "the audio", minimum=False)
         mono = block.mean(axis=1, keepdims=True)
@@ -227,6 +229,7 @@ def analyze_blocks(blocks: Iterable[np.ndarray], sample_rate: int, *, config: Au
     onset = spectral.window_max(envelope, fps, n_frames, spectral.ONSET_DELAY_SAMPLES)
     raw = _raw_features(frame_levels, onset, grid, times, config)
     values = shape_features(raw, config)
+    values[values < 1e-6] = 0.0  # smoothing tails decay towards 1e-45: a file should read 0 there
     return Features(values=values.astype(np.float32), raw=raw.astype(np.float32), names=FEATURE_NAMES,
                     times=times, fps=fps, frame_start=config.frame_start, duration=n_samples / sample_rate,
                     sample_rate=int(sample_rate), tempo=float(grid.tempo), beat_times=grid.beat_times,

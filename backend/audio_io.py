@@ -144,6 +144,9 @@ def _muted_c_stderr():
             os.close(saved)
 
 
+_BYTES_PER_SAMPLE = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+
+
 def _open_soundfile(path: Path) -> sf.SoundFile:
     with _muted_c_stderr():
         return sf.SoundFile(str(path))
@@ -154,15 +157,17 @@ def _probe_soundfile(path: Path) -> AudioInfo:
         with _open_soundfile(path) as f:
             info = AudioInfo(path=path, sample_rate=int(f.samplerate), channels=int(f.channels),
                              n_samples=int(f.frames), duration=f.frames / f.samplerate, format=f.format)
-            log = f.extra_info
+            log, subtype = f.extra_info, f.subtype
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise _NotForThisReader(f"libsndfile: {_first_line(exc)}") from None
     # libsndfile quietly shortens a WAV whose data chunk is cut off; its log says by how much.
     cut = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", log, flags=re.MULTILINE)
     if cut and int(cut.group(2)) < int(cut.group(1)) * (1 - _TRUNCATION_TOLERANCE):
-        promised = int(cut.group(1)) / max(1, int(cut.group(2))) * info.duration
+        # seconds from the data chunk's byte counts: a header-only file has no samples to scale from
+        bytes_per_second = info.sample_rate * info.channels * _BYTES_PER_SAMPLE.get(subtype, 2)
+        promised, held = (int(cut.group(i)) / bytes_per_second for i in (1, 2))
         raise InvalidInput(f"{path} is truncated: its header promises {promised:.2f} s of audio "
-                           f"but the file holds {info.duration:.2f} s")
+                           f"but the file holds {held:.2f} s")
     if info.n_samples <= 0 or info.sample_rate <= 0:
         raise _NotForThisReader("libsndfile: no audio samples")
     return info

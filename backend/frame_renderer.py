@@ -80,6 +80,8 @@ class HalfEvaluator:
     def __init__(self, model: CPPN, *, width: int, height: int, device: str | torch.device,
                  batch_size: int = CUDA_BATCH, chunk_rows: int = CUDA_CHUNK_ROWS):
         self.device = torch.device(device)
+        if self.device.type == "cuda":  # fp16 GEMMs accumulate in fp32 throughout, not in split-K halves
+            torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
         self.batch_size = batch_size
         self.n_pixels = width * height
         # Fixed pixel chunks: a multiple of 256 rows so GEMM tiles line up whatever the batch.
@@ -104,7 +106,10 @@ class HalfEvaluator:
         out = torch.empty((b, self.n_pixels, self.channels), device=self.device, dtype=torch.float32)
         for start in range(0, self.n_pixels, self.chunk):
             stop = min(start + self.chunk, self.n_pixels)
-            pre = self.coords[start:stop] @ self.coord_wt  # (n, H) float32
+            xyr = self.coords[start:stop]  # (n, 3)
+            # three multiply-adds, not a matmul: stays true FP32 even where TF32 matmuls are enabled
+            pre = (xyr[:, 0:1] * self.coord_wt[0] + xyr[:, 1:2] * self.coord_wt[1]
+                   + xyr[:, 2:3] * self.coord_wt[2])  # (n, H) float32
             h = torch.sin(zoom * pre + bias).to(torch.float16).reshape(b * (stop - start), -1)  # (B*n, H)
             for layer_b, layer_wt in self.layers:
                 h = torch.sin(torch.addmm(layer_b, h, layer_wt))
@@ -141,7 +146,10 @@ class FrameRenderer:
             self._gpu = None
         else:
             self._cpu = None
-            self._gpu = HalfEvaluator(self.model, width=self.width, height=self.height, device="cuda")
+            try:
+                self._gpu = HalfEvaluator(self.model, width=self.width, height=self.height, device="cuda")
+            except torch.cuda.OutOfMemoryError:
+                raise _out_of_memory(self.width, self.height) from None
 
     @property
     def batch_size(self) -> int:
@@ -181,8 +189,7 @@ class FrameRenderer:
         try:
             colour = self._gpu.evaluate(terms)[:count].cpu().numpy()  # (count, N, C)
         except torch.cuda.OutOfMemoryError:
-            raise DeviceUnavailable(f"the GPU ran out of memory rendering {self.width}x{self.height} frames",
-                                    fix="free GPU memory (other jobs), render smaller, or use --device cpu") from None
+            raise _out_of_memory(self.width, self.height) from None
         for frame in colour:
             yield frame.reshape(self.height, self.width, self.channels)
 
@@ -199,3 +206,8 @@ class FrameRenderer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _out_of_memory(width: int, height: int) -> DeviceUnavailable:
+    return DeviceUnavailable(f"the GPU ran out of memory rendering {width}x{height} frames",
+                             fix="free GPU memory (other jobs), render smaller, or use --device cpu")

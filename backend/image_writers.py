@@ -207,6 +207,17 @@ def image_header(path: Path) -> tuple[int, int, int, str] | None:
         inp.close()
 
 
+def image_is_whole(path: Path, expected: tuple[int, int, int, str]) -> bool:
+    """True when the file's header is ``expected`` and every pixel decodes (a file cut short does not)."""
+    if image_header(path) != expected:
+        return False
+    try:
+        read_image(path)
+    except InvalidInput:
+        return False
+    return True
+
+
 class FrameSink:
     """Writes frames on a pool of threads while the caller computes the next ones.
 

@@ -30,7 +30,7 @@ from backend.errors import Conflict, InvalidInput
 from backend.fast_cpu import default_threads
 from backend.frame_renderer import FrameRenderer, check_size, resolve_device
 from backend.atomic import check_writable, remove_stale_temps
-from backend.image_writers import FrameSink, ImageFormat, image_header, read_display
+from backend.image_writers import FrameSink, ImageFormat, image_header, image_is_whole, read_display
 from backend.manifest import (FORMAT_VERSION, MANIFEST_NAME, differences, merge_ranges, now_iso,
                               read_manifest, write_manifest)
 from backend.paths import file_sha256
@@ -189,9 +189,8 @@ def render(audio: str | os.PathLike, style: str | os.PathLike | Style, output: s
     manifest = None
     skip: set[int] = set()
     if folder is not None:
-        manifest = _prepare_folder(folder, config, fmt, _new_manifest(
-            config, audio_path, info, loaded, track, (first, last), device))
-        skip = set() if config.overwrite else _frames_on_disk(folder, config, fmt, first, last)
+        manifest = _prepare_folder(folder, config, fmt, _new_manifest(config, audio_path, info, loaded, track, device))
+        skip = set() if config.overwrite else _frames_on_disk(folder, config, fmt, first, last, manifest["ranges"])
 
     nothing_to_do = video_path is None and len(skip) == last - first + 1
     if features is None and not nothing_to_do:
@@ -234,7 +233,8 @@ def render(audio: str | os.PathLike, style: str | os.PathLike | Style, output: s
         if video_sink is not None:
             video_sink.close()
     render_s = time.perf_counter() - loop_started
-    if manifest is not None:
+    if manifest is not None:  # every frame of the range is on disk now: record it
+        manifest["ranges"] = merge_ranges(manifest["ranges"] + [[int(first), int(last)]])
         manifest["updated"] = now_iso()
         write_manifest(folder, manifest)
     return RenderResult(output=output, video=video_path, manifest=folder / MANIFEST_NAME if folder else None,
@@ -325,7 +325,7 @@ def _check_features(features, audio_config) -> None:
                            "smoothing, ...); analyse again with the render's AudioConfig")
 
 
-def _new_manifest(config: RenderConfig, audio_path: Path, info, style: Style, track, frames, device) -> dict:
+def _new_manifest(config: RenderConfig, audio_path: Path, info, style: Style, track, device) -> dict:
     return {
         "format_version": FORMAT_VERSION,
         "version": __version__,
@@ -339,7 +339,7 @@ def _new_manifest(config: RenderConfig, audio_path: Path, info, style: Style, tr
         "settings": config.frame_settings(),
         "pattern": f"{config.prefix}%06d.{config.format}",
         "track": {"first": track[0], "last": track[1], "count": track[1] - track[0] + 1},
-        "ranges": [list(frames)],
+        "ranges": [],  # inclusive [first, last] scene frame ranges finished so far
         "device": device,
         "created": now_iso(),
         "updated": now_iso(),
@@ -366,10 +366,10 @@ def _prepare_folder(folder: Path, config: RenderConfig, fmt: ImageFormat, new: d
             for path in _frame_files(folder, old_prefix, old_ext):
                 path.unlink(missing_ok=True)
         else:
-            new["ranges"] = merge_ranges(old.get("ranges", []) + new["ranges"])
+            new["ranges"] = merge_ranges(old.get("ranges", []))
             new["created"] = old.get("created", new["created"])
     remove_stale_temps(folder)
-    write_manifest(folder, new)
+    write_manifest(folder, new)  # ranges: only what earlier renders finished; this one adds its own at the end
     return new
 
 
@@ -378,13 +378,21 @@ def _frame_files(folder: Path, prefix: str, extension: str) -> list[Path]:
     return [p for p in folder.iterdir() if pattern.match(p.name)] if folder.is_dir() else []
 
 
-def _frames_on_disk(folder: Path, config: RenderConfig, fmt: ImageFormat, first: int, last: int) -> set[int]:
-    """Frames in the range whose file exists with the expected size, channels and pixel type."""
+def _frames_on_disk(folder: Path, config: RenderConfig, fmt: ImageFormat, first: int, last: int,
+                    finished: list[list[int]]) -> set[int]:
+    """Frames in the range whose file exists with the expected size, channels and pixel type.
+
+    Frames of ranges a render finished are trusted on their header; any other frame (left by a
+    render that was killed or cancelled) must also decode whole before it counts as done.
+    """
     expected = (config.width, config.height, fmt.channels, fmt.pixel_type)
     present = {p.name for p in _frame_files(folder, config.prefix, fmt.extension)}
     done = set()
     for n in range(first, last + 1):
         path = frame_path(folder, config.prefix, n, fmt.extension)
-        if path.name in present and image_header(path) == expected:
+        if path.name not in present:
+            continue
+        trusted = any(a <= n <= b for a, b in finished)
+        if image_header(path) == expected if trusted else image_is_whole(path, expected):
             done.add(n)
     return done

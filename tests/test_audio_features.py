@@ -177,7 +177,7 @@ def test_long_audio_is_refused_with_its_limit():
 
 @pytest.mark.parametrize("bad,message", [
     (dict(fps=0), "fps must be > 0"), (dict(fps=-1), "fps must be > 0"), (dict(fps="nan"), "fps must be a number"),
-    (dict(fps=250), "fps must be at most 200"), (dict(smoothing={"loudness": (1, 2)}), "unknown feature 'loudness'"),
+    (dict(fps=250), "fps must be > 0 and at most 200, got 250"), (dict(smoothing={"loudness": (1, 2)}), "unknown feature 'loudness'"),
 ])
 def test_bad_settings_name_the_problem(bad, message):
     with pytest.raises(InvalidInput, match=message):
@@ -194,6 +194,10 @@ def test_int16_samples_are_read_as_full_scale():
 def test_bad_arrays_are_refused():
     with pytest.raises(InvalidInput, match="NaN"):
         compute_features(np.full(44100, np.nan, np.float32), 44100)
+    late = np.zeros(88200, np.float32)
+    late[66150] = np.inf
+    with pytest.raises(InvalidInput, match="NaN or infinite samples at 1.50 s"):
+        compute_features(late, 44100)
     with pytest.raises(InvalidInput, match="transpose"):
         compute_features(np.zeros((2, 44100), np.float32), 44100)
     with pytest.raises(InvalidInput, match="at least 0.5 s"):

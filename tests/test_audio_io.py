@@ -112,3 +112,12 @@ def test_truncated_files_are_refused(tmp_path, fmt, message):
         probe_audio(cut)
         for _ in read_audio_blocks(cut):
             pass
+
+
+def test_a_wav_cut_after_its_header_says_what_it_promised(tmp_path):
+    whole = write_audio(tmp_path / "whole.wav", tone(440, sr=44100, duration=2.0, channels=2), 44100)
+    cut = tmp_path / "header-only.wav"
+    cut.write_bytes(whole.read_bytes()[:44])
+    with pytest.raises(InvalidInput, match=r"header-only\.wav is truncated: its header promises 2\.00 s of audio "
+                                           r"but the file holds 0\.00 s"):
+        probe_audio(cut)

@@ -134,8 +134,12 @@ def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path):
     mine.write_bytes(b"partial")
     dead = tmp_path / mine.name.replace(f"-{os.getpid()}-", "-999999999-")
     dead.write_bytes(b"partial")
+    foreign = tmp_path / ".notes.txt.tmp-editor-backup"  # another program's file, however old
+    foreign.write_bytes(b"keep me")
+    os.utime(foreign, (0, 0))
     assert remove_stale_temps(tmp_path) == 1
     assert mine.exists() and not dead.exists()  # a live process's file is left alone
+    assert foreign.read_bytes() == b"keep me"
 
 
 def test_frame_sink_writes_every_frame_and_reports_errors(tmp_path):
@@ -161,3 +165,33 @@ def test_bad_format_settings_are_clear_errors():
         ImageFormat(kind="png", png_depth=12)
     with pytest.raises(InvalidInput, match="zip, piz, dwaa"):
         ImageFormat(exr_compression="lzma")
+
+
+def test_frame_sink_writes_while_the_caller_computes_and_bounds_what_waits(tmp_path, monkeypatch):
+    """put() hands a frame to a writer thread and returns at once (the next frame is computed
+    meanwhile); once threads + queue_frames frames are in flight it waits, so memory stays flat."""
+    import threading
+
+    release = threading.Event()
+    writers = []
+    real_write = ImageFormat.write
+
+    def held_write(self, path, colour):
+        writers.append(threading.current_thread().name)
+        release.wait(30)
+        return real_write(self, path, colour)
+
+    monkeypatch.setattr(ImageFormat, "write", held_write)
+    sink = FrameSink(ImageFormat(kind="png"), threads=1, queue_frames=1)
+    sink.put(tmp_path / "f0.png", gradient_frame(seed=0))  # being written (held)
+    sink.put(tmp_path / "f1.png", gradient_frame(seed=1))  # waiting: both calls returned while writing
+    third = threading.Thread(target=sink.put, args=(tmp_path / "f2.png", gradient_frame(seed=2)))
+    third.start()
+    third.join(0.5)
+    assert third.is_alive()  # a third frame would exceed the bound: the caller waits
+    release.set()
+    third.join(30)
+    sink.finish()
+    sink.close()
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["f0.png", "f1.png", "f2.png"]
+    assert writers and all(name.startswith("frame-writer") for name in writers)

@@ -18,7 +18,7 @@ from backend.paths import file_sha256
 from backend.render import RenderConfig, parse_frame_range, parse_size, render
 from backend.styles import DEFAULT_STYLE, load_style, save_style
 from backend.video import probe_video
-from tests.signals import click_track, pulse_train, tone, write_audio
+from tests.signals import click_track, irregular_times, pulse_train, tone, write_audio
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(width=64, height=36)
@@ -195,10 +195,19 @@ def test_cancelling_stops_cleanly_and_the_next_run_resumes(files, tmp_path):
 
     with pytest.raises(Cancelled):
         render(audio, style, tmp_path / "out", config=RenderConfig(**SMALL), progress=cancel_at_frame_12)
-    done = sorted(p.name for p in (tmp_path / "out").glob("frame_*"))
-    assert 0 < len(done) <= 12 and not list((tmp_path / "out").glob(".*tmp*"))
-    result = render(audio, style, tmp_path / "out", config=RenderConfig(**SMALL))
-    assert result.frames_skipped == len(done) and result.frames_rendered == 60 - len(done)
+    out = tmp_path / "out"
+    done = sorted(p.name for p in out.glob("frame_*"))
+    assert 0 < len(done) <= 12 and not list(out.glob(".*tmp*"))
+    # the manifest claims no frames the cancelled render did not finish (Blender reads its ranges)
+    assert json.loads((out / "manifest.json").read_text())["ranges"] == []
+    # a frame damaged on disk outside the finished ranges keeps its header but is rendered again
+    damaged = out / done[-1]
+    whole = damaged.read_bytes()
+    damaged.write_bytes(whole[: len(whole) // 2])
+    result = render(audio, style, out, config=RenderConfig(**SMALL))
+    assert result.frames_skipped == len(done) - 1 and result.frames_rendered == 61 - len(done)
+    assert damaged.read_bytes() == whole
+    assert json.loads((out / "manifest.json").read_text())["ranges"] == [[1, 60]]
 
 
 def test_memory_stays_flat_for_longer_tracks(tmp_path):
@@ -253,16 +262,30 @@ def mean_change(frames):
     return np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))  # [i] = change from frame i to i + 1
 
 
-def test_clicks_visibly_drive_the_default_style(tmp_path):
-    sr, fps = 22050, 30
-    clicks = np.arange(0.5, 6.0, 0.5)  # 120 BPM
-    audio = write_audio(tmp_path / "clicks.wav", click_track(clicks, sr=sr, duration=6.0, click_ms=10), sr)
-    render(audio, DEFAULT_STYLE, tmp_path / "out", config=RenderConfig(width=96, height=54, format="png"))
+@pytest.fixture(scope="module")
+def irregular_clicks(tmp_path_factory):
+    """Clicks at irregular times (never a beat grid) and their features, analysed once for every style."""
+    from backend.audio_features import analyze
+
+    sr = 22050
+    clicks = irregular_times(14, seed=3)
+    duration = float(clicks[-1]) + 0.6
+    audio = write_audio(tmp_path_factory.mktemp("clicks") / "clicks.wav",
+                        click_track(clicks, sr=sr, duration=duration, click_ms=10), sr)
+    config = RenderConfig(width=96, height=54, format="png")
+    return audio, clicks, config, analyze(audio, config=config.audio_config())
+
+
+@pytest.mark.parametrize("style", sorted(p.stem for p in (ROOT / "styles").glob("*.safetensors")))
+def test_clicks_visibly_drive_every_bundled_style(irregular_clicks, style, tmp_path):
+    audio, clicks, config, features = irregular_clicks
+    render(audio, style, tmp_path / "out", config=config, features=features)
     frames = np.stack([read_image(p) for p in sorted((tmp_path / "out").glob("frame_*.png"))])
     change = mean_change(frames)
-    on_click = np.isin(np.arange(len(change)), np.round(clicks * fps).astype(int) - 1)
+    on_click = np.isin(np.arange(len(change)), np.round(clicks * 30).astype(int) - 1)  # into the click's frame
     ratio = change[on_click].mean() / np.median(change[~on_click])
-    assert ratio >= 3.0, f"clicks change the picture only {ratio:.2f}x more than other frames"
+    print(f"{style}: click frames change {ratio:.1f}x the median frame")
+    assert ratio >= 3.0, f"clicks change {style} only {ratio:.2f}x more than other frames"
 
 
 def test_the_picture_changes_less_in_silence_than_in_music_and_reactivity_scales_it(tmp_path):

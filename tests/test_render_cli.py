@@ -89,7 +89,9 @@ def test_bad_input_is_one_line_and_exit_code_2(files, tmp_path, capsys, monkeypa
         (base[:-1] + ["12x"], "size must be WIDTHxHEIGHT"),
         (base + ["--frames", "40-99"], "frames 40-99 are outside the track: it has frames 1-45"),
         (base + ["--frames", "9-3"], "frame range must run forwards"),
-        (["render", audio, "--style", style, "-o", blocker / "sub"], "cannot write to"),
+        (["render", audio, "--style", style, "-o", blocker / "sub"], "file is a file, not a folder"),
+        (["render", audio, "--style", style, "-o", blocker / "v.mp4"], "file is a file, not a folder"),
+        (["render", audio, "--style", style, "-o", "/proc/frames"], "cannot write to /proc/frames"),
         (base + ["--device", "cuda"], "--device cuda was requested"),
         (base + ["--fps", "fast"], "fps must be a number"),
         (base + ["--gain", "cowbell=2"], "unknown feature in gains"),
@@ -126,3 +128,24 @@ def test_demo_renders_the_bundled_track_into_frames_and_an_mp4(tmp_path, capsys)
     code, stdout, stderr = run_cli(capsys, "demo", "--out", tmp_path, "--size", "48x28", "-q")
     assert code == 0 and "re-rendering the demo" in stderr and f"rendered {n} frames" in stdout
     assert image_header(frames[0])[:2] == (48, 28)
+
+
+def test_progress_shows_frames_per_second_and_eta_and_the_close_gives_the_realtime_factor(files, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    audio, style = files
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-m", "backend", "render", str(audio), "--style", str(style),
+                             "-o", str(tmp_path / "out"), "--size", "32x18"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(root)}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    bar = result.stderr.replace("\r", "\n").splitlines()
+    final = [line for line in bar if line.startswith("render") and "45/45" in line]
+    assert final, result.stderr  # the render bar reached every frame ...
+    assert "frame/s" in final[-1] and "<" in final[-1]  # ... with its rate and time left (elapsed<remaining)
+    assert any(line.startswith("analyse") for line in bar)
+    closing = result.stdout.strip().splitlines()[-1]
+    assert closing.startswith("rendered 45 frames") and "frames/s" in closing and "x realtime" in closing
