@@ -2,7 +2,7 @@
 
 A style must look right under whatever track it is rendered against, so training feeds the
 network rows of analysed music (by default the bundled demo track's, analysed once and cached
-under the project's ``.cache/features``), each batch element its own row and its own time:
+in ``paths.cache_dir("features")``), each batch element its own row and its own time:
 
 * most rows are real frames of the track (feature combinations as they occur together);
 * a fraction are *remixed*: every feature taken from a different random frame, which covers
@@ -25,9 +25,9 @@ import torch
 from backend.atomic import atomic_path
 from backend.errors import InvalidInput, NotFound
 from backend.feature_names import FEATURE_NAMES
+from backend.paths import cache_dir
 from backend.progress import ProgressCallback
 
-CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "features"
 FEATURE_FILE_SUFFIXES = (".npz", ".npy", ".json")  # what `audio-cppn features --out` writes, or a bare array
 
 
@@ -84,7 +84,7 @@ def read_feature_file(path: Path) -> FeatureRows:
 
 
 def analysed_rows(audio_path: Path, *, progress: ProgressCallback | None = None) -> FeatureRows:
-    """Analyse an audio file (cached by content hash in ``.cache/features``)."""
+    """Analyse an audio file (cached by content hash in ``cache_dir("features")``)."""
     from backend.audio_features import AudioConfig, analyze
 
     audio_path = Path(audio_path)
@@ -92,7 +92,8 @@ def analysed_rows(audio_path: Path, *, progress: ProgressCallback | None = None)
         raise NotFound(f"audio file not found: {audio_path}")
     config = AudioConfig()
     digest = hashlib.sha256(audio_path.read_bytes() + repr(config).encode()).hexdigest()[:20]
-    cached = CACHE_DIR / f"{audio_path.stem}-{digest}.npz"
+    folder = cache_dir("features")
+    cached = folder / f"{audio_path.stem}-{digest}.npz"
     if cached.is_file():
         try:
             rows = read_feature_file(cached)
@@ -103,7 +104,7 @@ def analysed_rows(audio_path: Path, *, progress: ProgressCallback | None = None)
     values = _check_rows(features.values, str(audio_path))
     times = np.asarray(features.times, dtype=np.float64)
     try:
-        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(cached) as tmp, open(tmp, "wb") as f:
             np.savez(f, values=values, times=times)
     except (OSError, InvalidInput):
@@ -119,9 +120,29 @@ def load_rows(source: str | os.PathLike | None = None, *, progress: ProgressCall
         rows = analysed_rows(demo_track_path(), progress=progress)
         return FeatureRows(rows.values, rows.times, "demo track")
     path = Path(source)
-    if path.suffix.lower() in FEATURE_FILE_SUFFIXES:
+    if is_feature_file(path):
         return read_feature_file(path)
     return analysed_rows(path, progress=progress)
+
+
+def is_feature_file(source: str | os.PathLike) -> bool:
+    return Path(source).suffix.lower() in FEATURE_FILE_SUFFIXES
+
+
+def check_source(source: str | os.PathLike | None) -> FeatureRows | None:
+    """Fail fast on a bad features source, before anything slow (loading CLIP) starts.
+
+    A features file is small: it is read whole and returned. An audio file is only probed (its
+    analysis may take a while) and None returned, as for ``None`` (the demo track).
+    """
+    if source is None:
+        return None
+    if is_feature_file(source):
+        return read_feature_file(Path(source))
+    from backend.audio_io import probe_audio
+
+    probe_audio(source)
+    return None
 
 
 class AudioSampler:

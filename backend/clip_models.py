@@ -8,8 +8,13 @@ Where the weights come from (``pretrained``):
   folder and the ``--pretrained PATH`` alternative — not after open_clip's ~46 s of Hub retries;
 * a path to a weights file (``.safetensors``, ``.bin``, ``.pt``, ``.pth``);
 * ``local-dir:FOLDER`` holding ``open_clip_config.json`` and its weights (the architecture comes
-  from the folder; also accepted as the model name);
+  from the folder; also accepted as the model name). The weights file is the one open_clip's own
+  folder loader would pick (``*.safetensors``, ``*.bin``, ``*.pth``), and it must exist: asking
+  for pretrained weights never silently gives random ones;
 * ``None`` / ``"random"``: random weights (benchmarks: same compute as pretrained).
+
+Pickled ``.bin``/``.pt``/``.pth`` files are read with ``torch.load(weights_only=True)`` (open_clip's
+default, passed explicitly here): tensors and plain containers only, never arbitrary objects.
 """
 
 from __future__ import annotations
@@ -36,6 +41,12 @@ LOCAL_DIR = "local-dir:"
 RANDOM = ("random", "none", "")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 FIX_PATH = "or pass --pretrained PATH to a local weights file (or local-dir:FOLDER)"
+# open_clip's folder loader (factory._find_checkpoint_in_dir): these patterns, these names first
+LOCAL_DIR_PATTERNS = ("*.safetensors", "*.bin", "*.pth")
+LOCAL_DIR_PREFERRED = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
+                       "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth", "model.safetensors",
+                       "pytorch_model.bin", "pytorch_model.pth", "model.pth")
+PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")  # what a pretrained tag may set
 
 
 @dataclass
@@ -44,8 +55,9 @@ class WeightsSource:
 
     model_name: str  # what open_clip.create_model gets (a built-in name or local-dir:FOLDER)
     weights: str | None  # file to load; None = random weights
-    label: str  # the tag, path or "random": what metadata records
+    label: str  # the tag, absolute path, local-dir:FOLDER or "random": what metadata records
     quick_gelu: bool = False  # the tag was trained with QuickGELU (OpenAI weights)
+    preprocess: dict | None = None  # the tag's mean/std/... (open_clip merges these for a tag)
 
 
 @dataclass
@@ -58,8 +70,9 @@ class ClipModel:
     mean: torch.Tensor  # (3,) normalisation, on the model's device
     std: torch.Tensor  # (3,)
     name: str  # architecture, e.g. "ViT-B-32"
-    pretrained: str  # tag, path or "random"
+    pretrained: str  # tag, path, local-dir:FOLDER or "random"
     device: torch.device
+    weights: str | None = None  # the file really loaded; None = random weights
 
     @property
     def label(self) -> str:
@@ -181,7 +194,7 @@ def resolve_weights(name: str, pretrained: str | None) -> WeightsSource:
     if tag.lower() in RANDOM:
         return WeightsSource(model_name=clean, weights=None, label="random")
     if tag.endswith(WEIGHT_SUFFIXES) or os.sep in tag or Path(tag).exists():
-        path = Path(tag).expanduser()
+        path = _absolute(tag)  # absolute: a resumed run or a style's metadata may be used elsewhere
         if not path.is_file():
             raise NotFound(f"CLIP weights file not found: {path}")
         check_weights_file(path)
@@ -201,7 +214,12 @@ def resolve_weights(name: str, pretrained: str | None) -> WeightsSource:
             how = f"fetch it where there is internet ('hf download {repo} {filename}') and copy the cache folder here"
         raise NotFound(f"CLIP weights for {clean} / {tag} are not in the local cache: {wanted} "
                        f"is not under {folder} (audio-cppn never downloads)", fix=f"{how}, {FIX_PATH}")
-    return WeightsSource(model_name=clean, weights=found, label=tag, quick_gelu=bool(cfg.get("quick_gelu")))
+    return WeightsSource(model_name=clean, weights=found, label=tag, quick_gelu=bool(cfg.get("quick_gelu")),
+                         preprocess={k: cfg[k] for k in PREPROCESS_KEYS if cfg.get(k) is not None})
+
+
+def _absolute(text: str) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(text)))
 
 
 def check_weights_file(path: Path) -> None:
@@ -226,8 +244,22 @@ def check_weights_file(path: Path) -> None:
                            fix="expected .safetensors, or a .pt/.bin/.pth saved by torch.save")
 
 
+def find_local_weights(folder: Path) -> Path | None:
+    """The weights file open_clip's ``local-dir:`` loader picks in ``folder``, or None.
+
+    Mirrors ``open_clip.factory._find_checkpoint_in_dir``: ``*.safetensors``, ``*.bin``, ``*.pth``
+    (not ``*.pt``), its preferred names first, else safetensors first, then by name.
+    """
+    found = sorted(p for pattern in LOCAL_DIR_PATTERNS for p in Path(folder).glob(pattern))
+    found.sort(key=lambda p: p.suffix == ".safetensors", reverse=True)
+    preferred = [p for p in found if p.name in LOCAL_DIR_PREFERRED]
+    if preferred:
+        return min(preferred, key=lambda p: LOCAL_DIR_PREFERRED.index(p.name))
+    return found[0] if found else None
+
+
 def _local_dir_source(folder_text: str) -> WeightsSource:
-    folder = Path(folder_text).expanduser()
+    folder = _absolute(folder_text)
     config = folder / "open_clip_config.json"
     if not folder.is_dir():
         raise NotFound(f"CLIP folder not found: {folder} (local-dir: needs a folder with open_clip_config.json "
@@ -237,14 +269,14 @@ def _local_dir_source(folder_text: str) -> WeightsSource:
             raise ValueError("no 'model_cfg' key")
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"{config} is not a usable open_clip config ({exc})") from None
-    # open_clip's own preference when a folder holds several files: its safetensors name first.
-    weights = sorted((p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES),
-                     key=lambda p: (p.name != "open_clip_model.safetensors", p.suffix != ".safetensors", p.name))
-    if not weights:
-        raise NotFound(f"no CLIP weights in {folder}; expected open_clip_model.safetensors beside "
-                       "open_clip_config.json")
-    check_weights_file(weights[0])
-    return WeightsSource(model_name=f"{LOCAL_DIR}{folder}", weights=str(weights[0]), label=f"{LOCAL_DIR}{folder}")
+    weights = find_local_weights(folder)
+    if weights is None:
+        others = sorted(p.name for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+        hint = f"; found {', '.join(others)}, which open_clip does not look for: rename it to .bin" if others else ""
+        raise NotFound(f"no CLIP weights in {folder}: open_clip looks for *.safetensors, *.bin or *.pth beside "
+                       f"open_clip_config.json{hint}")
+    check_weights_file(weights)
+    return WeightsSource(model_name=f"{LOCAL_DIR}{folder}", weights=str(weights), label=f"{LOCAL_DIR}{folder}")
 
 
 @contextlib.contextmanager
@@ -266,20 +298,15 @@ def load_clip(name: str = "ViT-B-32", pretrained: str | None = "laion2b_s34b_b79
     from backend.clip_compat import import_open_clip
 
     open_clip = import_open_clip()
-    from safetensors import SafetensorError
-
-    weights = None if source.model_name.startswith(LOCAL_DIR) else source.weights
     try:
         with _quiet_logging():
-            model = open_clip.create_model(source.model_name, pretrained=weights, precision="fp32",
-                                           force_quick_gelu=source.quick_gelu, device=device)
+            model = _create(open_clip, source, device)
             tokenizer = open_clip.get_tokenizer(source.model_name)
-    except (RuntimeError, ValueError, OSError, KeyError, EOFError, ImportError, SafetensorError,
-            pickle.UnpicklingError) as exc:
-        what = source.weights or source.model_name
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise InvalidInput(f"cannot read CLIP weights {what} for {source.model_name}: {first}",
-                           fix="check the file is complete and matches the model") from None
+    except torch.OutOfMemoryError:
+        raise DeviceUnavailable(f"not enough memory on {device} for CLIP {source.model_name}",
+                                fix="use a smaller --clip-model or --device cpu") from None
+    except Exception as exc:  # open_clip raises anything from AssertionError to AttributeError on a bad file
+        raise _load_error(source, exc) from None
     model.eval().requires_grad_(False)
     cfg = open_clip.get_model_preprocess_cfg(model)
     size = cfg.get("size", model.visual.image_size)
@@ -287,7 +314,33 @@ def load_clip(name: str = "ViT-B-32", pretrained: str | None = "laion2b_s34b_b79
     return ClipModel(model=model, tokenizer=tokenizer, image_size=size,
                      mean=torch.tensor(cfg["mean"], dtype=torch.float32, device=device),
                      std=torch.tensor(cfg["std"], dtype=torch.float32, device=device),
-                     name=source.model_name, pretrained=source.label, device=device)
+                     name=source.model_name, pretrained=source.label, device=device, weights=source.weights)
+
+
+def _create(open_clip, source: WeightsSource, device: torch.device) -> torch.nn.Module:
+    common = dict(precision="fp32", device=device, force_quick_gelu=source.quick_gelu,
+                  force_preprocess_cfg=source.preprocess)
+    if not source.model_name.startswith(LOCAL_DIR):
+        # require_pretrained: a file that is asked for is loaded, or this fails; never random weights
+        return open_clip.create_model(source.model_name, pretrained=source.weights, weights_only=True,
+                                      require_pretrained=source.weights is not None, **common)
+    # A folder: build from its config, then load exactly the file resolve_weights checked.
+    model = open_clip.create_model(source.model_name, load_weights=False, pretrained_text=False, **common)
+    open_clip.load_checkpoint(model, source.weights, strict=True, weights_only=True)
+    return model
+
+
+def _load_error(source: WeightsSource, exc: Exception) -> InvalidInput:
+    text = " ".join(str(exc).split())[:300]
+    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if source.weights is None:
+        return InvalidInput(f"cannot build CLIP model {source.model_name}: {detail}")
+    if isinstance(exc, pickle.UnpicklingError):
+        return InvalidInput(f"CLIP weights file {source.weights} holds pickled objects that are not plain "
+                            "weights; refused to unpickle it (torch.load weights_only=True)",
+                            fix="use a .safetensors file, or one saved with torch.save(model.state_dict())")
+    return InvalidInput(f"CLIP weights file {source.weights} does not fit the model {source.model_name} "
+                        f"({detail})", fix="check the file is complete and is for this architecture")
 
 
 SECOND_OPINIONS = (  # checked in order for a second scoring model; the first one cached wins

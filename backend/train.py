@@ -13,17 +13,22 @@ tag, steps, similarities, seed, every setting, duration, device), ``NAME.png`` (
 ``NAME.history.json`` and ``NAME.curve.png``. A checkpoint in ``.checkpoints/`` every
 ``checkpoint_every`` steps (and on cancel) lets ``resume=True`` continue exactly; it is removed
 when the run finishes.
+
+Settings are recorded as resolved: the CLIP model and weights as :func:`resolve_weights` found
+them (a ``local-dir:`` folder names both) and local paths made absolute, so a style's metadata
+says what really trained it and ``--resume`` works from any folder.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import fields
+import os
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
 
-from backend.audio_sampling import load_rows
+from backend.audio_sampling import check_source, load_rows
 from backend.checkpoint import checkpoint_path, load_checkpoint
 from backend.clip_models import load_clip, resolve_device, resolve_weights
 from backend.errors import Cancelled, Conflict, NotFound
@@ -47,13 +52,22 @@ def resume_config(name: str, *, styles_dir: Path | None = None, **overrides) -> 
     return state["prompt"], TrainConfig(**{**state["settings"], **{k: v for k, v in overrides.items() if k in known}})
 
 
+def recorded_config(config: TrainConfig) -> TrainConfig:
+    """``config`` as a run records it: CLIP model and weights as resolved, local paths absolute.
+    Resolving the weights here makes missing weights fail in well under a second."""
+    source = resolve_weights(config.clip_model, config.pretrained)
+    features = None if config.features is None else os.path.abspath(os.path.expanduser(config.features))
+    return replace(config, clip_model=source.model_name, pretrained=source.label, features=features)
+
+
 def _check_resume(state: dict, prompt: str | None, config: TrainConfig | None) -> tuple[str, TrainConfig]:
-    saved = TrainConfig(**state["settings"])
+    saved = recorded_config(TrainConfig(**state["settings"]))
     if prompt is not None and prompt.strip() and prompt.strip() != state["prompt"]:
         raise Conflict(f"the interrupted run was trained on {state['prompt']!r}, not {prompt.strip()!r}",
                        fix="resume with the same prompt, or start over with --overwrite")
     if config is None:
         return state["prompt"], saved
+    config = recorded_config(config)
     changed = [f"{k} ({getattr(saved, k)!r} -> {getattr(config, k)!r})" for k in saved.to_dict()
                if k not in RESUMABLE_CHANGES and getattr(saved, k) != getattr(config, k)]
     if changed:
@@ -104,11 +118,12 @@ def train(prompt: str | None, *, name: str, config: TrainConfig | None = None, s
     prompts = parse_prompts(prompt)
     negatives = parse_prompts(config.negative, what="negative prompt", allow_empty=True)
     device = resolve_device(config.device)
-    resolve_weights(config.clip_model, config.pretrained)  # missing weights fail here, in well under a second
+    config = recorded_config(config)
+    rows = check_source(config.features)  # a bad features file fails before CLIP loads
     report(progress, Progress("load", 0, 1, f"loading CLIP {config.clip_model}"))
     clip = load_clip(config.clip_model, config.pretrained, device=device)  # before the (maybe slow) analysis
     report(progress, Progress("load", 1, 1, f"loaded {clip.label} on {device}"))
-    rows = load_rows(config.features, progress=progress)
+    rows = rows or load_rows(config.features, progress=progress)
     trainer = Trainer(config, prompts=prompts, negatives=negatives, rows=rows, device=device, clip=clip)
     state = {"prompt": prompt.strip(), "settings": config.to_dict(), "name": name}
     if checkpoint is not None:
@@ -123,8 +138,10 @@ def train(prompt: str | None, *, name: str, config: TrainConfig | None = None, s
     result = write_outputs(trainer, name=name, folder=folder, prompts=prompts, negatives=negatives,
                            prompt_text=state["prompt"], features_source=rows.source)
     ckpt_file.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        ckpt_file.parent.rmdir()  # only when no other run's checkpoint is left in it
     report(progress, Progress("save", 1, 1, f"saved {result.style_path}"))
     return result
 
 
-__all__ = ["TrainConfig", "TrainResult", "resume_config", "train"]
+__all__ = ["TrainConfig", "TrainResult", "recorded_config", "resume_config", "train"]

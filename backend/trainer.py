@@ -169,6 +169,7 @@ def write_outputs(trainer: Trainer, *, name: str, folder: Path, prompts: list[We
         "negative": c.negative, "negatives": [p.to_dict() for p in negatives],
         "negative_weight": c.negative_weight,
         "clip_model": trainer.clip.name, "pretrained": trainer.clip.pretrained,
+        "clip_weights": trainer.clip.weights,  # the file really loaded (None: random weights)
         "steps": c.steps, "resolutions": list(c.resolutions), "seed": c.seed,
         "best_similarity": trainer.best["similarity"], "best_step": trainer.best["step"],
         "final_similarity": final["similarity"], "final_negative_similarity": final["negative_similarity"],

@@ -1,5 +1,6 @@
 import json
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,13 +69,80 @@ def test_weights_file_path_loads_the_same_weights_as_its_folder(tiny_clip_dir, t
     assert not torch.allclose(random.encode_text(texts), tiny_clip.encode_text(texts), atol=1e-3)
 
 
-def test_weights_for_another_architecture_are_refused_clearly(tiny_clip_dir, tmp_path):
-    open_clip = import_open_clip()
-    wide = {**TINY_CLIP_CONFIG, "embed_dim": 48}
-    (tmp_path / "audio-cppn-wide.json").write_text(json.dumps(wide))
-    open_clip.add_model_config(tmp_path / "audio-cppn-wide.json")
-    with pytest.raises(InvalidInput, match="cannot read CLIP weights .*open_clip_model.safetensors"):
-        load_clip("audio-cppn-wide", str(tiny_clip_dir / "open_clip_model.safetensors"))
+def _register(tmp_path, name: str, config: dict) -> str:
+    (tmp_path / f"{name}.json").write_text(json.dumps(config))
+    import_open_clip().add_model_config(tmp_path / f"{name}.json")
+    return name
+
+
+@pytest.mark.parametrize("name, change", [
+    ("audio-cppn-embed48", {"embed_dim": 48}),  # open_clip: RuntimeError (size mismatch)
+    ("audio-cppn-text96", {"text_cfg": {**TINY_CLIP_CONFIG["text_cfg"], "width": 96}}),  # AssertionError
+])
+def test_weights_for_another_architecture_are_refused_clearly(tiny_clip_dir, tmp_path, name, change):
+    model = _register(tmp_path, name, {**TINY_CLIP_CONFIG, **change})
+    weights = tiny_clip_dir / "open_clip_model.safetensors"
+    with pytest.raises(InvalidInput) as info:
+        load_clip(model, str(weights))
+    text = str(info.value)
+    assert f"CLIP weights file {weights} does not fit the model {name}" in text and "\n" not in text
+
+
+class _Touch:
+    """Unpickling this runs code (creates a file): what torch.load must never do to a user's file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_pickled_files_are_loaded_safely_and_non_weights_are_refused(tmp_path):
+    model = _register(tmp_path, "audio-cppn-tiny-pickles", TINY_CLIP_CONFIG)
+    listing = tmp_path / "list.bin"
+    torch.save([1, 2, 3], listing)
+    with pytest.raises(InvalidInput, match=f"CLIP weights file {listing} does not fit the model {model}"):
+        load_clip(model, str(listing))
+    marker = tmp_path / "code-ran"
+    hostile = tmp_path / "hostile.pt"
+    torch.save({"visual.proj": _Touch(marker)}, hostile)
+    with pytest.raises(InvalidInput, match="pickled objects that are not plain weights; refused to unpickle"):
+        load_clip(model, str(hostile))
+    assert not marker.exists()  # weights_only=True: the object was never rebuilt
+
+
+def test_local_dir_picks_the_file_open_clips_folder_loader_picks(tmp_path):
+    from backend.clip_models import find_local_weights
+
+    _find_checkpoint_in_dir = import_open_clip().factory._find_checkpoint_in_dir
+
+    layouts = [["a.pt"], ["b.pth", "a.bin"], ["z.safetensors", "a.bin"], ["model.pth", "x.safetensors"],
+               ["pytorch_model.bin", "open_clip_pytorch_model.bin", "model.safetensors"], ["b.bin", "a.bin", "c.pt"]]
+    for i, names in enumerate(layouts):
+        folder = tmp_path / f"layout{i}"
+        folder.mkdir()
+        for n in names:
+            (folder / n).write_bytes(b"x")
+        theirs = _find_checkpoint_in_dir(folder)
+        ours = find_local_weights(folder)
+        assert (None if ours is None else str(ours)) == theirs, names
+
+
+def test_local_dir_with_only_a_pt_file_fails_instead_of_training_random_weights(tiny_clip_dir, tmp_path):
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text((tiny_clip_dir / "open_clip_config.json").read_text())
+    from safetensors.torch import load_file
+
+    torch.save(load_file(tiny_clip_dir / "open_clip_model.safetensors"), folder / "weights.pt")
+    with pytest.raises(NotFound, match=r"no CLIP weights in .*\*\.safetensors, \*\.bin or \*\.pth.*weights\.pt"):
+        load_clip(f"local-dir:{folder}", None)
+    (folder / "weights.pt").rename(folder / "weights.bin")  # what the message suggests
+    clip = load_clip(f"local-dir:{folder}", None)
+    assert clip.weights == str(folder / "weights.bin") and clip.pretrained == f"local-dir:{folder}"
+    reference = load_clip(f"local-dir:{tiny_clip_dir}", None)
+    assert torch.allclose(clip.encode_text(["ink"]), reference.encode_text(["ink"]), atol=1e-6)
 
 
 def test_missing_cached_tag_fails_at_once_naming_file_cache_and_alternative(empty_hf_cache):

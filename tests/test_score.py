@@ -99,3 +99,26 @@ def test_score_command_uses_the_style_prompt_and_a_second_model(trained, tiny_cl
     missing = subprocess.run(cmd[:4] + ["nope", "--styles-dir", str(trained)], capture_output=True, text=True)
     assert missing.returncode == 2 and "no style named 'nope'" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_score_command_defaults_to_the_clip_the_style_was_trained_with(trained, tiny_clip_dir, features_file):
+    cmd = [sys.executable, "-m", "backend", "score", "ink", "--styles-dir", str(trained), "--audio",
+           str(features_file), "--frames", "2", "--device", "cpu", "--no-second-clip"]
+    out = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert [r["clip"] for r in json.loads(out.stdout)] == [f"local-dir:{tiny_clip_dir}"]
+    empty = subprocess.run(cmd + ["--prompt", " "], capture_output=True, text=True, timeout=120)
+    assert empty.returncode == 2 and empty.stderr.startswith("error: --prompt is empty")
+    assert "Traceback" not in empty.stderr
+
+
+def test_main_model_fills_in_what_the_user_left_out():
+    from argparse import Namespace
+
+    from backend.cli.score_cmd import main_model
+
+    meta = {"clip_model": "ViT-B-16", "pretrained": "laion2b_s34b_b88k"}
+    assert main_model(Namespace(clip_model=None, pretrained=None), meta) == ("ViT-B-16", "laion2b_s34b_b88k")
+    assert main_model(Namespace(clip_model=None, pretrained="openai"), meta) == ("ViT-B-16", "openai")
+    assert main_model(Namespace(clip_model="ViT-L-14", pretrained=None), meta) == ("ViT-L-14", "laion2b_s34b_b79k")
+    assert main_model(Namespace(clip_model=None, pretrained=None), {}) == ("ViT-B-32", "laion2b_s34b_b79k")

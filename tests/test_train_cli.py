@@ -1,4 +1,7 @@
 import os
+import re
+import select
+import signal
 import subprocess
 import sys
 import time
@@ -6,6 +9,7 @@ import time
 import pytest
 import torch
 
+from backend.checkpoint import load_checkpoint
 from backend.errors import Cancelled
 from backend.styles import load_style
 from backend.train import TrainConfig, train
@@ -108,3 +112,91 @@ def test_help_teaches_every_option_with_examples():
                    "--pretrained", "--cutouts", "--lr", "--seed", "--device", "--resume", "--features"):
         assert option in out.stdout
     assert "examples:" in out.stdout and "local-dir:FOLDER" in out.stdout
+
+
+# A run long enough to interrupt mid-way: 60 steps over two resolutions.
+LONG = ["--steps", "60", "--resolutions", "32,48", "--cutouts", "2", "--hidden", "16", "--depth", "2",
+        "--eval-every", "5", "--device", "cpu"]
+
+
+def long_flags(clip_dir, features, styles, *extra):
+    return ["ink in water", "--name", "long", "--clip-model", f"local-dir:{clip_dir}", "--features", str(features),
+            "--styles-dir", str(styles), *LONG, *extra]
+
+
+def start(*args, **kwargs):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "backend", "train", *args], env=env, **kwargs)
+
+
+def read_until_step(proc, step: int, timeout: float = 120.0) -> bytes:
+    """Read the progress bar on stderr until it shows ``step`` (or later)."""
+    seen, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
+        if ready:
+            chunk = os.read(proc.stderr.fileno(), 65536)
+            assert chunk, f"train ended before step {step}: {seen.decode(errors='replace')}"
+            seen += chunk
+            done = re.findall(rb"train:[^|]*\|[^|]*\| *(\d+)/60", seen)
+            if done and int(done[-1]) >= step:
+                return seen
+    raise AssertionError(f"no step {step} within {timeout} s: {seen.decode(errors='replace')}")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_clip_dir, features_file):
+    styles = tmp_path_factory.mktemp("whole")
+    done = cli(*long_flags(tiny_clip_dir, features_file, styles), "--quiet")
+    assert done.returncode == 0, done.stderr
+    return load_style("long", styles_dir=styles).model.state_dict()
+
+
+def assert_same_weights(styles, reference):
+    weights = load_style("long", styles_dir=styles).model.state_dict()
+    assert all(torch.equal(weights[k], reference[k]) for k in reference)
+
+
+def test_ctrl_c_saves_the_last_finished_step_and_resume_completes_the_same_run(tiny_clip_dir, features_file,
+                                                                               tmp_path, uninterrupted):
+    proc = start(*long_flags(tiny_clip_dir, features_file, tmp_path),
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        read_until_step(proc, 3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    err = err.decode()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    checkpoint = tmp_path / ".checkpoints" / "long.ckpt.safetensors"
+    step = load_checkpoint(checkpoint).state["step"]
+    assert 3 <= step < 60  # the step finished when Ctrl-C came, not a periodic checkpoint (every 100)
+    assert f"checkpoint saved at step {step}" in err
+    assert f"audio-cppn train --name long --resume --styles-dir {tmp_path}" in err
+    assert not (tmp_path / "long.safetensors").exists()
+    resumed = cli("--name", "long", "--resume", "--styles-dir", str(tmp_path), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_weights(tmp_path, uninterrupted)
+
+
+def test_a_killed_run_resumes_from_its_periodic_checkpoint(tiny_clip_dir, features_file, tmp_path, uninterrupted):
+    checkpoint = tmp_path / ".checkpoints" / "long.ckpt.safetensors"
+    proc = start(*long_flags(tiny_clip_dir, features_file, tmp_path, "--checkpoint-every", "4"),
+                 "--quiet", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.is_file() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)  # no chance to save anything: only the periodic checkpoint is left
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    step = load_checkpoint(checkpoint).state["step"]
+    assert step % 4 == 0 and 4 <= step < 60
+    assert not (tmp_path / "long.safetensors").exists()
+    resumed = cli("--name", "long", "--resume", "--styles-dir", str(tmp_path), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_weights(tmp_path, uninterrupted)

@@ -21,6 +21,17 @@ too when one is cached locally (or named with --second-clip), as an independent 
 """
 
 
+DEFAULT_MODEL, DEFAULT_TAG = "ViT-B-32", "laion2b_s34b_b79k"
+
+
+def main_model(args, metadata: dict) -> tuple[str, str]:
+    """--clip-model/--pretrained, filled in from the CLIP the style was trained with, else the defaults."""
+    trained_with = metadata.get("clip_model")
+    name = args.clip_model or trained_with or DEFAULT_MODEL
+    tag = args.pretrained or (metadata.get("pretrained") if name == trained_with else None) or DEFAULT_TAG
+    return name, tag
+
+
 def _model_tag(text: str) -> tuple[str, str]:
     if text.startswith("local-dir:"):
         return text, ""
@@ -43,9 +54,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--prompt", default=None,
                         help="text to score against, weights allowed (default: the style's own prompt)")
     parser.add_argument("--negative", default=None, help="also report similarity to this text")
-    parser.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture (default ViT-B-32)")
-    parser.add_argument("--pretrained", default="laion2b_s34b_b79k",
-                        help="weights: a cached tag, a file path or local-dir:FOLDER (default laion2b_s34b_b79k)")
+    parser.add_argument("--clip-model", default=None,
+                        help=f"open_clip architecture (default: the one the style was trained with, else {DEFAULT_MODEL})")
+    parser.add_argument("--pretrained", default=None,
+                        help="weights: a cached tag, a file path or local-dir:FOLDER (default: the style's "
+                             f"own, else {DEFAULT_TAG})")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--second-clip", type=_model_tag, default=None, metavar="MODEL/TAG",
                        help="second model to score with, or local-dir:FOLDER "
@@ -63,7 +76,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from backend.audio_sampling import load_rows
+    from backend.audio_sampling import check_source, load_rows
     from backend.clip_models import find_cached_model, load_clip, resolve_device, resolve_weights
     from backend.errors import InvalidInput
     from backend.score import score_style
@@ -73,17 +86,21 @@ def run(args) -> int:
         raise InvalidInput(f"--frames must be >= 1, got {args.frames}")
     device = resolve_device(args.device)
     style = load_style(args.style, styles_dir=args.styles_dir, device=device)
+    if args.prompt is not None and not args.prompt.strip():
+        raise InvalidInput("--prompt is empty; expected the text to score against, e.g. --prompt \"ink in water\" "
+                           "(or leave it out to use the style's own prompt)")
     prompt = args.prompt if args.prompt is not None else style.metadata.get("prompt", "")
     if not (prompt or "").strip():
         raise InvalidInput(f"style {style.name!r} has no prompt of its own; pass --prompt TEXT")
-    models = [(args.clip_model, args.pretrained)]
+    models = [main_model(args, style.metadata)]
     resolve_weights(*models[0])  # a missing main model fails before any work
     second = None if args.no_second_clip else (args.second_clip or find_cached_model(exclude=models[0]))
     if second:
         models.append(second)
+    rows = check_source(args.audio)  # a bad --audio file fails before CLIP loads
     bar = ProgressBar("frame", quiet=args.quiet or args.json)
     try:
-        rows = load_rows(args.audio, progress=bar)
+        rows = rows or load_rows(args.audio, progress=bar)
         results = [score_style(style, prompt, clip=load_clip(name, tag, device=device), audio=rows,
                                negative=args.negative, n_frames=args.frames, progress=bar) for name, tag in models]
     finally:

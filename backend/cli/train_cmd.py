@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from backend.cli.console import ProgressBar
@@ -20,7 +23,9 @@ Prompts: plain text is one prompt; "A:1, B:0.5" weighs several (weights > 0).
 Weights never download: a pretrained tag must already be in the Hugging Face cache
 (~/.cache/huggingface/hub), else pass --pretrained PATH or local-dir:FOLDER.
 Writes NAME.safetensors, NAME.png (preview), NAME.history.json and NAME.curve.png
-into the style library; an interrupted run (Ctrl-C) can be continued with --resume.
+into the style library. Ctrl-C stops after the current step and saves a checkpoint
+(a second Ctrl-C aborts at once); continue with --resume, also after a crash (a
+checkpoint is kept every --checkpoint-every steps).
 """
 
 # option name -> TrainConfig field; each defaults to None so --resume knows what was given
@@ -82,9 +87,51 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from backend.checkpoint import checkpoint_path
+class StopRequest:
+    """Ctrl-C while training: the first asks for a stop after the current step (the progress
+    callback then answers False, so the library saves a checkpoint of that step); a second one
+    interrupts at once, as Ctrl-C normally does."""
+
+    def __init__(self):
+        self.requested = False
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield self
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted(args) -> int:
+    from backend.checkpoint import checkpoint_path, load_checkpoint
+    from backend.errors import BackendError
     from backend.styles import default_styles_dir
+
+    path = checkpoint_path(args.styles_dir or default_styles_dir(), args.name)
+    try:
+        step = load_checkpoint(path).state["step"] if path.is_file() else None
+    except BackendError:
+        step = None
+    if step is None:
+        print("interrupted before a checkpoint was saved; nothing to resume", file=sys.stderr)
+    else:
+        where = f" --styles-dir {args.styles_dir}" if args.styles_dir else ""
+        print(f"interrupted; checkpoint saved at step {step}; continue with: "
+              f"audio-cppn train --name {args.name} --resume{where}", file=sys.stderr)
+    return 130
+
+
+def run(args) -> int:
+    from backend.errors import Cancelled
     from backend.train import TrainConfig, resume_config, train
 
     given = {k: getattr(args, k) for k in CONFIG_OPTIONS if getattr(args, k) is not None}
@@ -93,14 +140,19 @@ def run(args) -> int:
     else:
         config = TrainConfig(**given)
     bar = ProgressBar("step", quiet=args.quiet, postfix_keys=("similarity", "steps_per_s", "resolution"))
+    stop = StopRequest()
+
+    def progress(event) -> bool:
+        bar(event)
+        return not stop.requested
+
     try:
-        result = train(args.prompt, name=args.name, config=config, styles_dir=args.styles_dir, progress=bar,
-                       resume=args.resume, overwrite=args.overwrite)
-    except KeyboardInterrupt:
+        with stop.installed():
+            result = train(args.prompt, name=args.name, config=config, styles_dir=args.styles_dir,
+                           progress=progress, resume=args.resume, overwrite=args.overwrite)
+    except (Cancelled, KeyboardInterrupt):
         bar.close()
-        if checkpoint_path(args.styles_dir or default_styles_dir(), args.name).is_file():
-            print(f"interrupted; continue with: audio-cppn train --name {args.name} --resume", file=sys.stderr)
-        raise
+        return _interrupted(args)
     finally:
         bar.close()
     print(f"style {args.name}: {result.style_path}")
