@@ -1,9 +1,13 @@
+import fcntl
 import os
+import pty
 import re
 import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 
 import pytest
@@ -114,8 +118,9 @@ def test_help_teaches_every_option_with_examples():
     assert "examples:" in out.stdout and "local-dir:FOLDER" in out.stdout
 
 
-# A run long enough to interrupt mid-way: 60 steps over two resolutions.
-LONG = ["--steps", "60", "--resolutions", "32,48", "--cutouts", "2", "--hidden", "16", "--depth", "2",
+# A run long enough to interrupt mid-way (seconds, not the tiny model's 0.4 s for 60 steps), over two resolutions.
+LONG_STEPS = 300
+LONG = ["--steps", str(LONG_STEPS), "--resolutions", "32,48", "--cutouts", "2", "--hidden", "16", "--depth", "2",
         "--eval-every", "5", "--device", "cpu"]
 
 
@@ -129,19 +134,32 @@ def start(*args, **kwargs):
     return subprocess.Popen([sys.executable, "-m", "backend", "train", *args], env=env, **kwargs)
 
 
-def read_until_step(proc, step: int, timeout: float = 120.0) -> bytes:
-    """Read the progress bar on stderr until it shows ``step`` (or later)."""
+def read_until_step(terminal: int, step: int, timeout: float = 120.0) -> bytes:
+    """Read the progress bar from the ``terminal`` (a pty's reading end) until it shows ``step`` or later."""
     seen, deadline = b"", time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
+        ready, _, _ = select.select([terminal], [], [], 0.5)
         if ready:
-            chunk = os.read(proc.stderr.fileno(), 65536)
+            chunk = os.read(terminal, 65536)
             assert chunk, f"train ended before step {step}: {seen.decode(errors='replace')}"
             seen += chunk
-            done = re.findall(rb"train:[^|]*\|[^|]*\| *(\d+)/60", seen)
+            done = re.findall(rb"train:[^|]*\|[^|]*\| *(\d+)/%d" % LONG_STEPS, seen)
             if done and int(done[-1]) >= step:
                 return seen
     raise AssertionError(f"no step {step} within {timeout} s: {seen.decode(errors='replace')}")
+
+
+def read_to_end(terminal: int) -> bytes:
+    """Everything left on a pty once the process has closed it."""
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 65536)
+        except OSError:  # EIO: the other end is closed
+            return seen
+        if not chunk:
+            return seen
+        seen += chunk
 
 
 @pytest.fixture(scope="module")
@@ -159,20 +177,25 @@ def assert_same_weights(styles, reference):
 
 def test_ctrl_c_saves_the_last_finished_step_and_resume_completes_the_same_run(tiny_clip_dir, features_file,
                                                                                tmp_path, uninterrupted):
-    proc = start(*long_flags(tiny_clip_dir, features_file, tmp_path),
-                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # stderr on a pseudo-terminal, as for a person at the keyboard: the bar redraws every step
+    terminal, screen = pty.openpty()
+    fcntl.ioctl(screen, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a new pty is 0 columns wide
+    proc = start(*long_flags(tiny_clip_dir, features_file, tmp_path), stdout=subprocess.PIPE, stderr=screen)
+    os.close(screen)
     try:
-        read_until_step(proc, 3)
+        read_until_step(terminal, 3)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        err = read_to_end(terminal)
     finally:
         proc.kill()
-    err = err.decode()
+        os.close(terminal)
+    err = err.decode(errors="replace").replace("\r\n", "\n")
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     checkpoint = tmp_path / ".checkpoints" / "long.ckpt.safetensors"
     step = load_checkpoint(checkpoint).state["step"]
-    assert 3 <= step < 60  # the step finished when Ctrl-C came, not a periodic checkpoint (every 100)
+    assert 3 <= step < LONG_STEPS and step % 100  # the step finished when Ctrl-C came, not a periodic one
     assert f"checkpoint saved at step {step}" in err
     assert f"audio-cppn train --name long --resume --styles-dir {tmp_path}" in err
     assert not (tmp_path / "long.safetensors").exists()
@@ -195,7 +218,7 @@ def test_a_killed_run_resumes_from_its_periodic_checkpoint(tiny_clip_dir, featur
         proc.kill()
     assert proc.returncode == -signal.SIGKILL
     step = load_checkpoint(checkpoint).state["step"]
-    assert step % 4 == 0 and 4 <= step < 60
+    assert step % 4 == 0 and 4 <= step < LONG_STEPS
     assert not (tmp_path / "long.safetensors").exists()
     resumed = cli("--name", "long", "--resume", "--styles-dir", str(tmp_path), "--quiet")
     assert resumed.returncode == 0, resumed.stderr

@@ -12,6 +12,10 @@ from backend.errors import BackendError
 from backend.progress import Progress
 
 
+REDRAW_S = 0.1  # a terminal: smooth enough to watch
+LOG_REDRAW_S = 10.0  # a log file or pipe (CI, render farms): a line every 10 s, not one per frame
+
+
 def error_line(exc: BackendError) -> str:
     """One line: what is wrong, and how to fix it when we know."""
     return f"error: {exc.message}" + (f" (fix: {exc.fix})" if exc.fix else "")
@@ -51,6 +55,8 @@ class ProgressBar:
         self._bar = None
         self._stage = None
         self.started = time.perf_counter()
+        self._drawn = 0.0
+        self._interval = REDRAW_S if sys.stderr.isatty() else LOG_REDRAW_S
 
     def __call__(self, event: Progress) -> bool:
         if self.quiet:
@@ -60,8 +66,9 @@ class ProgressBar:
         if event.stage != self._stage:
             self.close()
             self._stage = event.stage
+            self._drawn = 0.0  # a new stage draws its first line at once
             self._bar = tqdm(total=event.total or None, desc=event.stage, unit=self.unit,
-                             dynamic_ncols=True, file=sys.stderr, leave=True)
+                             dynamic_ncols=True, file=sys.stderr, leave=True, mininterval=self._interval)
         bar = self._bar
         if event.total and bar.total != event.total:
             bar.total = event.total
@@ -70,7 +77,12 @@ class ProgressBar:
         if post:
             bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in post.items()},
                             refresh=False)
-        bar.refresh()
+        # Redraw at most every REDRAW_S (a log file gets one line per LOG_REDRAW_S), and at the end.
+        now = time.perf_counter()
+        finished = bool(event.total) and event.done >= event.total
+        if finished or now - self._drawn >= self._interval:
+            bar.refresh()
+            self._drawn = now
         return True
 
     def close(self) -> None:
