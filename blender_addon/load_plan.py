@@ -14,6 +14,8 @@ from pathlib import Path
 from .render_manifest import RenderFolderError, RenderInfo, read_render_folder
 
 COMPOSITOR_MODES = ("REPLACE", "BACKGROUND", "NONE")
+# Blender's encode beside the folder; not "<folder>.mp4", which `audio-cppn render --video` and `demo` write
+FINAL_VIDEO_SUFFIX = "_final.mp4"
 
 
 @dataclass
@@ -25,7 +27,7 @@ class LoadOptions:
     image_strip: bool = False  # also add a VSE image strip (the sequencer then drives the final render)
     standard_view: bool = True  # Standard view transform, so frames look as the backend rendered them
     video_output: bool = True  # FFmpeg H.264 + AAC output, written next to the render folder
-    video_path: str = ""  # where the encode goes; "" = "<render folder>.mp4"
+    video_path: str = ""  # where the encode goes; "" = "<render folder>_final.mp4" (not the backend's <folder>.mp4)
 
     def __post_init__(self):
         if self.compositor not in COMPOSITOR_MODES:
@@ -63,7 +65,7 @@ def plan_load(folder: str | Path, options: LoadOptions | None = None) -> LoadPla
         if warning:
             warnings.append(warning)
     video = (Path(options.video_path).expanduser() if options.video_path
-             else render.folder.parent / f"{render.folder.name}.mp4")
+             else render.folder.parent / f"{render.folder.name}{FINAL_VIDEO_SUFFIX}")
     return LoadPlan(render=render, options=options, frame_paths=paths, audio=audio,
                     video_path=video.resolve(), warnings=warnings)
 

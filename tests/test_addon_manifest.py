@@ -122,7 +122,7 @@ def test_plan_lists_every_frame_and_finds_the_audio(rendered):
     assert [p.name for p in plan.frame_paths] == [f"cppn.{n:06d}.png" for n in range(12, 21)]
     assert all(p.is_file() for p in plan.frame_paths)
     assert plan.audio == audio.resolve() and plan.warnings == []
-    assert plan.video_path == folder.parent / "render.mp4"
+    assert plan.video_path == folder.parent / "render_final.mp4"  # never the backend's own render.mp4
     assert plan_load(folder, LoadOptions(video_path=str(folder / "x.mp4"))).video_path == folder / "x.mp4"
 
 

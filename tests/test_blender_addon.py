@@ -238,7 +238,7 @@ def test_output_is_h264_aac_mp4(blender):
         state = blender["cases"][case]["state"]
         assert state["file_format"] == "FFMPEG"
         assert state["ffmpeg"] == {"format": "MPEG4", "codec": "H264", "audio_codec": "AAC", "audio_channels": "MONO"}
-        assert state["filepath"] == str(blender["base"] / f"{case}.mp4")
+        assert state["filepath"] == str(blender["base"] / f"{case}_final.mp4")
         if blender["version"][0] >= 5:
             assert state["media_type"] == "VIDEO"
 
@@ -250,7 +250,7 @@ def test_blenders_encode_keeps_picture_and_sound_in_sync(blender, renders, case,
     """The MP4 Blender encodes: video frame k is file first+k, at the exact rate, and its sound starts at
     the audio time of frame ``first``."""
     path = Path(blender["cases"][case]["video"])
-    assert path == blender["base"] / f"{case}.mp4"
+    assert path == blender["base"] / f"{case}_final.mp4"
     files = renders[reference]
     with av.open(str(path)) as container:
         video = container.streams.video[0]
