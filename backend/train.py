@@ -118,7 +118,8 @@ def train(prompt: str | None, *, name: str, config: TrainConfig | None = None, s
     prompts = parse_prompts(prompt)
     negatives = parse_prompts(config.negative, what="negative prompt", allow_empty=True)
     device = resolve_device(config.device)
-    config = recorded_config(config)
+    if checkpoint is None:  # a resumed run's config came back from _check_resume already recorded
+        config = recorded_config(config)
     rows = check_source(config.features)  # a bad features file fails before CLIP loads
     report(progress, Progress("load", 0, 1, f"loading CLIP {config.clip_model}"))
     clip = load_clip(config.clip_model, config.pretrained, device=device)  # before the (maybe slow) analysis

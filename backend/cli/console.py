@@ -68,7 +68,7 @@ class ProgressBar:
             self._stage = event.stage
             self._drawn = 0.0  # a new stage draws its first line at once
             self._bar = tqdm(total=event.total or None, desc=event.stage, unit=self.unit,
-                             dynamic_ncols=True, file=sys.stderr, leave=True, mininterval=self._interval)
+                             dynamic_ncols=True, file=sys.stderr, leave=True)
         bar = self._bar
         if event.total and bar.total != event.total:
             bar.total = event.total
