@@ -34,7 +34,7 @@ def _track(minutes: float, fmt: str) -> Path:
     """The demo track repeated to ``minutes``, as a 44.1 kHz stereo file (made once)."""
     import soundfile as sf
 
-    from backend.demo_track import synthesize_demo
+    from backend.audio.demo_track import synthesize_demo
 
     path = CACHE / f"demo_{minutes:g}min.{fmt}"
     if not path.exists():
@@ -50,7 +50,7 @@ def _track(minutes: float, fmt: str) -> Path:
 
 def _measure_file(path: str, fps: str) -> dict:
     """Child process: time analyze() twice on ``path``."""
-    from backend.audio_features import AudioConfig, analyze
+    from backend.audio.features import AudioConfig, analyze
 
     config = AudioConfig(fps=fps)
     start = time.perf_counter()
@@ -65,8 +65,8 @@ def _measure_file(path: str, fps: str) -> dict:
 
 def _measure_stream(minutes: float, fps: str) -> dict:
     """Child process: analyse ``minutes`` of audio generated block by block (no file, no full array)."""
-    from backend.audio_features import AudioConfig, analyze_blocks
-    from backend.demo_track import synthesize_demo
+    from backend.audio.features import AudioConfig, analyze_blocks
+    from backend.audio.demo_track import synthesize_demo
 
     y, score = synthesize_demo(44100)
     total = int(minutes * 60 * score.sample_rate)

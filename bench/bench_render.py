@@ -62,8 +62,8 @@ class NaiveReference(nn.Module):
 
     @torch.no_grad()
     def frame(self, coords, time_s: float, audio: np.ndarray, reactivity) -> torch.Tensor:
-        from backend.coords import time_phases
-        from backend.feature_names import FEATURE_INDEX
+        from backend.model.coords import time_phases
+        from backend.audio.names import FEATURE_INDEX
 
         m = self.model
         a = torch.as_tensor(audio)[None] * torch.from_numpy(reactivity.gain_vector())  # (1, F)
@@ -84,8 +84,8 @@ class NaiveReference(nn.Module):
 
 
 def _features(n_frames: int):
-    from backend.audio_features import AudioConfig, analyze
-    from backend.demo_track import demo_track_path
+    from backend.audio.features import AudioConfig, analyze
+    from backend.audio.demo_track import demo_track_path
 
     path = demo_track_path()
     features = analyze(path, config=AudioConfig(fps=FPS))
@@ -94,11 +94,11 @@ def _features(n_frames: int):
 
 
 def bench_cpu(args) -> dict:
-    from backend.coords import pixel_coords
-    from backend.cppn import Reactivity
-    from backend.frame_renderer import FrameRenderer
-    from backend.render import RenderConfig, render
-    from backend.styles import DEFAULT_STYLE, load_style
+    from backend.model.coords import pixel_coords
+    from backend.model.cppn import Reactivity
+    from backend.render.frame_renderer import FrameRenderer
+    from backend.render.job import RenderConfig, render
+    from backend.styles.library import DEFAULT_STYLE, load_style
 
     width, height = 1280, 720
     style = load_style(DEFAULT_STYLE)
@@ -138,9 +138,9 @@ def bench_cpu(args) -> dict:
 
 
 def bench_cuda(args) -> list[dict]:
-    from backend.frame_renderer import FrameRenderer
-    from backend.render import RenderConfig, render
-    from backend.styles import DEFAULT_STYLE, load_style
+    from backend.render.frame_renderer import FrameRenderer
+    from backend.render.job import RenderConfig, render
+    from backend.styles.library import DEFAULT_STYLE, load_style
 
     style = load_style(DEFAULT_STYLE)
     audio_path, features, _ = _features(1)

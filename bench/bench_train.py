@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.audio_sampling import FeatureRows
-from backend.clip_models import load_clip, resolve_device
-from backend.feature_names import FEATURE_NAMES
-from backend.prompts import parse_prompts
-from backend.train import TrainConfig, train
-from backend.trainer import Trainer
+from backend.train.audio_rows import FeatureRows
+from backend.clip.models import load_clip, resolve_device
+from backend.audio.names import FEATURE_NAMES
+from backend.clip.prompts import parse_prompts
+from backend.train.run import TrainConfig, train
+from backend.train.loop import Trainer
 from bench.common import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -1,6 +1,6 @@
 """Read a render folder's ``manifest.json`` into a :class:`RenderInfo` (plain Python, no bpy).
 
-The backend writes the manifest (``backend/manifest.py``); this module is its reader on the
+The backend writes the manifest (``backend/render/manifest.py``); this module is its reader on the
 Blender side, so it checks every field it relies on and says what was expected when one is off.
 """
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from backend.atomic import write_bytes
-from backend.audio_features import AudioConfig, analyze
-from backend.demo_track import demo_track_path
-from backend.feature_plot import plot_png
-from backend.frame_renderer import FrameRenderer
-from backend.image_writers import write_png
-from backend.styles import DEFAULT_STYLE, load_style
+from backend.audio.features import AudioConfig, analyze
+from backend.audio.demo_track import demo_track_path
+from backend.audio.plot import plot_png
+from backend.render.frame_renderer import FrameRenderer
+from backend.writers.image import write_png
+from backend.styles.library import DEFAULT_STYLE, load_style
 
 DOCS = Path(__file__).resolve().parent
 TILE = (256, 144)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.feature_names import FEATURE_INDEX, FEATURE_NAMES
+from backend.audio.names import FEATURE_INDEX, FEATURE_NAMES
 
 TINY_CLIP_CONFIG = {
     "embed_dim": 32,
@@ -26,7 +26,7 @@ def write_tiny_clip(folder: Path, *, seed: int = 0) -> Path:
     """Write the tiny model with weights drawn from ``seed``; returns the folder."""
     from safetensors.torch import save_file
 
-    from backend.clip_compat import import_open_clip
+    from backend.clip.compat import import_open_clip
 
     open_clip = import_open_clip()
     folder.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_clip(tiny_clip_dir):
-    from backend.clip_models import load_clip
+    from backend.clip.models import load_clip
 
     return load_clip(f"local-dir:{tiny_clip_dir}", None)
 

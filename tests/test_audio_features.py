@@ -6,10 +6,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from backend.audio_features import AudioConfig, analyze, compute_features, load_features, save_features
+from backend.audio.features import AudioConfig, analyze, compute_features, load_features, save_features
 from backend.errors import Cancelled, InvalidInput
-from backend.feature_names import BANDS, FEATURE_NAMES
-from backend.feature_shaping import smooth
+from backend.audio.names import BANDS, FEATURE_NAMES
+from backend.audio.shaping import smooth
 from backend.timebase import frame_count
 from signals import click_track, irregular_times, pulse_train, tone, write_audio
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from backend.audio_io import MIN_SECONDS, probe_audio, read_audio_blocks
+from backend.audio.io import MIN_SECONDS, probe_audio, read_audio_blocks
 from backend.errors import InvalidInput, NotFound
 from signals import click_track, tone, write_audio
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.audio_sampling import AudioSampler, FeatureRows, analysed_rows, check_source, spread_rows
+from backend.train.audio_rows import AudioSampler, FeatureRows, analysed_rows, check_source, spread_rows
 from backend.errors import InvalidInput, NotFound
 from clip_fixtures import features_file, synthetic_features  # noqa: F401
 

@@ -24,8 +24,8 @@ import soundfile as sf
 from scipy import signal
 
 import build_addon
-from backend.image_writers import read_image
-from backend.render import RenderConfig, render
+from backend.writers.image import read_image
+from backend.render.job import RenderConfig, render
 from tests.signals import write_audio
 
 ROOT = Path(__file__).resolve().parent.parent

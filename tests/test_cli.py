@@ -30,8 +30,8 @@ def test_an_error_and_its_fix_share_one_line(tmp_path):
 
 
 def test_piping_into_a_reader_that_leaves_early_is_not_an_error(tmp_path):
-    from backend.cppn import CPPN, CPPNConfig
-    from backend.styles import save_style
+    from backend.model.cppn import CPPN, CPPNConfig
+    from backend.styles.library import save_style
 
     model = CPPN(CPPNConfig(hidden=4, depth=1))
     for i in range(300):  # more JSON than a pipe buffers, so the writer really meets the closed pipe

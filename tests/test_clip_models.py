@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backend.clip_compat import import_open_clip
-from backend.clip_models import find_cached_model, load_clip, resolve_device, resolve_weights
+from backend.clip.compat import import_open_clip
+from backend.clip.models import find_cached_model, load_clip, resolve_device, resolve_weights
 from backend.errors import DeviceUnavailable, InvalidInput, NotFound
 from clip_fixtures import TINY_CLIP_CONFIG, one_torch_thread, tiny_clip, tiny_clip_dir  # noqa: F401
 
@@ -113,7 +113,7 @@ def test_pickled_files_are_loaded_safely_and_non_weights_are_refused(tmp_path):
 
 
 def test_local_dir_picks_the_file_open_clips_folder_loader_picks(tmp_path):
-    from backend.clip_models import find_local_weights
+    from backend.clip.models import find_local_weights
 
     _find_checkpoint_in_dir = import_open_clip().factory._find_checkpoint_in_dir
 

@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from backend.coords import pixel_coords
-from backend.cppn import CPPN, CPPNConfig, Reactivity
+from backend.model.coords import pixel_coords
+from backend.model.cppn import CPPN, CPPNConfig, Reactivity
 from backend.errors import InvalidInput
-from backend.feature_names import FEATURE_INDEX, FEATURE_NAMES
+from backend.audio.names import FEATURE_INDEX, FEATURE_NAMES
 
 
 def audio_frame(**values):

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from backend.coords import HEIGHT_SPAN, pixel_coords
-from backend.cutouts import WIDEST_ASPECT, augment, fixed_views, sample_views, to_images, view_coords
+from backend.model.coords import HEIGHT_SPAN, pixel_coords
+from backend.train.cutouts import WIDEST_ASPECT, augment, fixed_views, sample_views, to_images, view_coords
 from clip_fixtures import features_file, one_torch_thread, tiny_clip, tiny_clip_dir  # noqa: F401
 
 HALF_W, HALF_H = WIDEST_ASPECT * math.pi, math.pi  # the 16:9 canvas
@@ -98,11 +98,11 @@ def test_to_images_drops_alpha_and_keeps_rows():
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_a_training_step_sends_all_augmented_cutouts_to_clip_in_one_batch(tiny_clip, features_file, monkeypatch):
-    import backend.trainer as trainer_module
-    from backend.audio_sampling import read_feature_file
-    from backend.prompts import parse_prompts
-    from backend.train import TrainConfig
-    from backend.trainer import Trainer
+    import backend.train.loop as trainer_module
+    from backend.train.audio_rows import read_feature_file
+    from backend.clip.prompts import parse_prompts
+    from backend.train.run import TrainConfig
+    from backend.train.loop import Trainer
 
     config = TrainConfig(steps=4, resolutions=(32,), hidden=16, depth=2, cutouts=5, device="cpu",
                          clip_model="unused", pretrained=None)

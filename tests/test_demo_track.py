@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from backend.audio_features import AudioConfig, analyze
-from backend.demo_track import DURATION, TEMPO, demo_track_path, synthesize_demo
+from backend.audio.features import AudioConfig, analyze
+from backend.audio.demo_track import DURATION, TEMPO, demo_track_path, synthesize_demo
 
 
 @pytest.fixture(scope="module")

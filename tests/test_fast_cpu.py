@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from backend.coords import pixel_coords
-from backend.cppn import CPPN, CPPNConfig, Reactivity
-from backend.fast_cpu import TILE, FastCPUEvaluator, sin_inplace
-from backend.feature_names import FEATURE_NAMES
+from backend.model.coords import pixel_coords
+from backend.model.cppn import CPPN, CPPNConfig, Reactivity
+from backend.render.fast_cpu import TILE, FastCPUEvaluator, sin_inplace
+from backend.audio.names import FEATURE_NAMES
 
 
 def some_terms(model, n=3, seed=0):

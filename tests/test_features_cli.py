@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from backend.cli import main
-from backend.feature_names import FEATURE_NAMES
+from backend.audio.names import FEATURE_NAMES
 from signals import click_track, tone, write_audio
 
 ROOT = Path(__file__).resolve().parent.parent

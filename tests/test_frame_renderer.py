@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from backend.coords import pixel_coords
-from backend.cppn import CPPN, CPPNConfig, Reactivity
+from backend.model.coords import pixel_coords
+from backend.model.cppn import CPPN, CPPNConfig, Reactivity
 from backend.errors import DeviceUnavailable, InvalidInput
-from backend.feature_names import FEATURE_INDEX, FEATURE_NAMES
-from backend.frame_renderer import FrameRenderer, HalfEvaluator, resolve_device, seed_time_offset
-from backend.styles import load_style, save_style
+from backend.audio.names import FEATURE_INDEX, FEATURE_NAMES
+from backend.render.frame_renderer import FrameRenderer, HalfEvaluator, resolve_device, seed_time_offset
+from backend.styles.library import load_style, save_style
 
 W, H = 64, 36
 

@@ -6,7 +6,7 @@ import pytest
 
 from backend.errors import InvalidInput
 from backend.atomic import remove_stale_temps, temp_path
-from backend.image_writers import (FrameSink, ImageFormat, image_header, linear_to_srgb, read_display,
+from backend.writers.image import (FrameSink, ImageFormat, image_header, linear_to_srgb, read_display,
                                    read_image, srgb_to_linear, write_exr, write_png)
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from backend.image_writers import read_image
-from backend.procedural import RECIPES, build_procedural
-from backend.styles import DEFAULT_STYLE, default_styles_dir, list_styles, load_style
+from backend.writers.image import read_image
+from backend.styles.procedural import RECIPES, build_procedural
+from backend.styles.library import DEFAULT_STYLE, default_styles_dir, list_styles, load_style
 
 LIBRARY = default_styles_dir()
 
@@ -26,7 +26,7 @@ def test_committed_style_is_what_its_recipe_builds(recipe):
     assert style.kind == "procedural" and style.metadata["recipe"]["seed"] == recipe.seed
     built = build_procedural(recipe).state_dict()
     for key, value in style.model.state_dict().items():
-        assert torch.equal(value, built[key]), f"{recipe.name}.{key} differs: run python -m backend.procedural"
+        assert torch.equal(value, built[key]), f"{recipe.name}.{key} differs: run python -m backend.styles.procedural"
 
 
 def test_previews_are_distinct_pictures():

@@ -1,7 +1,7 @@
 import pytest
 
 from backend.errors import InvalidInput
-from backend.prompts import WeightedPrompt, describe, normalised_weights, parse_prompts
+from backend.clip.prompts import WeightedPrompt, describe, normalised_weights, parse_prompts
 
 
 def test_plain_text_is_one_prompt_of_weight_one_commas_and_all():

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from backend import __version__
-from backend.cppn import CPPN, CPPNConfig, Reactivity
+from backend.model.cppn import CPPN, CPPNConfig, Reactivity
 from backend.errors import Cancelled, Conflict, InvalidInput, NotFound
-from backend.image_writers import image_header, read_image
+from backend.writers.image import image_header, read_image
 from backend.paths import file_sha256
-from backend.render import RenderConfig, parse_frame_range, parse_size, render
-from backend.styles import DEFAULT_STYLE, load_style, save_style
-from backend.video import probe_video
+from backend.render.job import RenderConfig, parse_frame_range, parse_size, render
+from backend.styles.library import DEFAULT_STYLE, load_style, save_style
+from backend.writers.video import probe_video
 from tests.signals import click_track, irregular_times, pulse_train, tone, write_audio
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,7 +218,7 @@ def test_memory_stays_flat_for_longer_tracks(tmp_path):
     for seconds in (2, 8):
         audio = write_audio(tmp_path / f"t{seconds}.wav", tone(200, sr=sr, duration=seconds), sr)
         config = RenderConfig(width=160, height=90, format="png")  # 170 KB per computed frame
-        from backend.audio_features import analyze
+        from backend.audio.features import analyze
 
         features = analyze(audio, config=config.audio_config())
         tracemalloc.start()
@@ -265,7 +265,7 @@ def mean_change(frames):
 @pytest.fixture(scope="module")
 def irregular_clicks(tmp_path_factory):
     """Clicks at irregular times (never a beat grid) and their features, analysed once for every style."""
-    from backend.audio_features import analyze
+    from backend.audio.features import analyze
 
     sr = 22050
     clicks = irregular_times(14, seed=3)
@@ -294,7 +294,7 @@ def test_the_picture_changes_less_in_silence_than_in_music_and_reactivity_scales
     music = music + tone(220, sr=sr, duration=3.0, amplitude=0.2) + tone(330, sr=sr, duration=3.0, amplitude=0.15)
     silence = np.zeros(int(2.0 * sr), np.float32)
     audio = write_audio(tmp_path / "t.wav", np.concatenate([silence, music, silence]), sr)
-    from backend.audio_features import analyze
+    from backend.audio.features import analyze
 
     config = RenderConfig(width=64, height=36, format="png", png_depth=16)
     features = analyze(audio, config=config.audio_config())

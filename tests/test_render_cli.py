@@ -4,14 +4,14 @@ from fractions import Fraction
 import pytest
 import torch
 
-from backend.audio_io import probe_audio
+from backend.audio.io import probe_audio
 from backend.cli import build_parser, main
-from backend.demo_track import demo_track_path
-from backend.cppn import CPPN, CPPNConfig
-from backend.image_writers import image_header
-from backend.styles import save_style
+from backend.audio.demo_track import demo_track_path
+from backend.model.cppn import CPPN, CPPNConfig
+from backend.writers.image import image_header
+from backend.styles.library import save_style
 from backend.timebase import frame_count_for_seconds
-from backend.video import probe_video
+from backend.writers.video import probe_video
 from tests.signals import pulse_train, write_audio
 
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from backend.audio_sampling import FeatureRows, read_feature_file
-from backend.cppn import CPPN, CPPNConfig
+from backend.train.audio_rows import FeatureRows, read_feature_file
+from backend.model.cppn import CPPN, CPPNConfig
 from backend.errors import InvalidInput
-from backend.score import score_style
-from backend.styles import load_style
-from backend.train import TrainConfig, train
+from backend.train.score import score_style
+from backend.styles.library import load_style
+from backend.train.run import TrainConfig, train
 from clip_fixtures import features_file, one_torch_thread, tiny_clip, tiny_clip_dir, write_tiny_clip  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -5,9 +5,9 @@ import sys
 import pytest
 import torch
 
-from backend.cppn import CPPN, CPPNConfig
+from backend.model.cppn import CPPN, CPPNConfig
 from backend.errors import InvalidInput, NotFound
-from backend.styles import FORMAT_VERSION, list_styles, load_style, read_header, save_style
+from backend.styles.library import FORMAT_VERSION, list_styles, load_style, read_header, save_style
 
 
 @pytest.fixture

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from backend.audio_sampling import read_feature_file
-from backend.coords import pixel_coords
+from backend.train.audio_rows import read_feature_file
+from backend.model.coords import pixel_coords
 from backend.errors import Cancelled, Conflict, InvalidInput, NotFound
-from backend.prompts import parse_prompts
-from backend.score import score_style
-from backend.styles import list_styles, load_style
-from backend.train import TrainConfig, train
-from backend.trainer import Trainer
+from backend.clip.prompts import parse_prompts
+from backend.train.score import score_style
+from backend.styles.library import list_styles, load_style
+from backend.train.run import TrainConfig, train
+from backend.train.loop import Trainer
 from clip_fixtures import features_file, one_torch_thread, tiny_clip, tiny_clip_dir  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -83,7 +83,7 @@ def test_trained_style_loads_renders_and_records_its_run(tiny_config, tiny_clip_
     assert frame.shape == (64 * 36, 3) and torch.isfinite(frame).all()
     assert frame.min() >= 0 and frame.max() <= 1 and frame.std() > 0.01
     # Side files: preview PNG, history with one entry per step, the curve picture.
-    from backend.image_writers import read_display
+    from backend.writers.image import read_display
 
     preview = read_display(result.preview_path)
     assert result.preview_path == tmp_path / "gilded.png" and preview.shape[:2] == (216, 384)
@@ -143,7 +143,7 @@ def test_the_optimiser_follows_the_warm_up_and_cosine_schedule(tiny_config, tiny
 
 def test_cutouts_follow_the_pyramid_each_with_its_own_time_and_music(tiny_config, tiny_clip, features_file,
                                                                      tmp_path, monkeypatch):
-    import backend.trainer as trainer_module
+    import backend.train.loop as trainer_module
 
     batches, clip_inputs = [], []
     render = trainer_module.render_views
@@ -173,7 +173,7 @@ def test_cutouts_follow_the_pyramid_each_with_its_own_time_and_music(tiny_config
 
 
 def test_settings_record_absolute_paths_and_the_weights_really_used(tiny_clip_dir, features_file, monkeypatch):
-    from backend.train import recorded_config
+    from backend.train.run import recorded_config
 
     monkeypatch.chdir(features_file.parent)
     config = recorded_config(TrainConfig(clip_model=f"local-dir:{tiny_clip_dir}", features=features_file.name))
@@ -196,7 +196,7 @@ def test_resume_finds_a_relative_features_file_from_another_folder(tiny_config, 
 
 
 def test_a_bad_features_file_fails_before_clip_loads(tiny_config, tmp_path, monkeypatch):
-    import backend.train as train_module
+    import backend.train.run as train_module
 
     monkeypatch.setattr(train_module, "load_clip", lambda *a, **k: pytest.fail("CLIP loaded before the check"))
     bad = tmp_path / "bad.npy"

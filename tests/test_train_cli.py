@@ -13,10 +13,10 @@ import time
 import pytest
 import torch
 
-from backend.checkpoint import load_checkpoint
+from backend.train.checkpoint import load_checkpoint
 from backend.errors import Cancelled
-from backend.styles import load_style
-from backend.train import TrainConfig, train
+from backend.styles.library import load_style
+from backend.train.run import TrainConfig, train
 from clip_fixtures import features_file, tiny_clip_dir  # noqa: F401
 
 

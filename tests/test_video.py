@@ -6,7 +6,7 @@ import pytest
 
 from backend.errors import BackendError, InvalidInput
 from backend.timebase import frame_count
-from backend.video import AudioClip, VideoWriter, probe_video
+from backend.writers.video import AudioClip, VideoWriter, probe_video
 from tests.signals import tone, write_audio
 
 W, H = 96, 54

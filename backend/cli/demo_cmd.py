@@ -38,8 +38,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from backend.demo_track import demo_track_path
-    from backend.render import RenderConfig, parse_size, render
+    from backend.audio.demo_track import demo_track_path
+    from backend.render.job import RenderConfig, parse_size, render
 
     width, height = parse_size(args.size)
     config = RenderConfig(width=width, height=height, device=args.device, overwrite=args.overwrite)

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from backend.atomic import write_bytes
-from backend.audio_features import AudioConfig, analyze
+from backend.audio.features import AudioConfig, analyze
 from backend.cli.console import ProgressBar
 from backend.errors import InvalidInput
-from backend.feature_io import check_output_path, features_bytes
-from backend.feature_names import CHROMA
+from backend.audio.files import check_output_path, features_bytes
+from backend.audio.names import CHROMA
 from backend.timebase import fps_label
 
 EPILOG = """\
@@ -72,7 +72,7 @@ def run(args) -> int:
     if args.plot is not None:
         check_output_path(args.plot, (".png",))
     if args.demo:
-        from backend.demo_track import demo_track_path
+        from backend.audio.demo_track import demo_track_path
 
         path = demo_track_path()
     else:
@@ -98,7 +98,7 @@ def run(args) -> int:
     if args.output is not None:
         outputs.append((args.output, features_bytes(features, Path(args.output).suffix)))
     if args.plot is not None:
-        from backend.feature_plot import plot_png
+        from backend.audio.plot import plot_png
 
         outputs.append((args.plot, plot_png(features, title=str(path))))
     for target, data in outputs:

@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 
 from backend.errors import InvalidInput
-from backend.feature_names import FEATURE_NAMES
-from backend.image_writers import EXR_COMPRESSIONS
+from backend.audio.names import FEATURE_NAMES
+from backend.writers.image import EXR_COMPRESSIONS
 from backend.paths import DEFAULT_STYLE, STYLES_ENV
-from backend.reactivity import Reactivity
+from backend.model.reactivity import Reactivity
 
 SIZE_HELP = "WIDTHxHEIGHT (e.g. 1280x720) or a preset: 360p, 480p, 720p, 1080p, 1440p, 4k"
 EPILOG = f"""\
@@ -119,7 +119,7 @@ def reactivity_from_args(args) -> Reactivity:
 def audio_options_from_args(args) -> dict:
     if not args.smoothing:
         return {}
-    from backend.audio_features import default_smoothing
+    from backend.audio.features import default_smoothing
 
     table = default_smoothing()
     table.update(parse_assignments(args.smoothing, "--smoothing", 2))
@@ -127,7 +127,7 @@ def audio_options_from_args(args) -> dict:
 
 
 def config_from_args(args):
-    from backend.render import RenderConfig, parse_frame_range, parse_size
+    from backend.render.job import RenderConfig, parse_frame_range, parse_size
 
     width, height = parse_size(args.size)
     return RenderConfig(
@@ -172,7 +172,7 @@ class StageBars:
 
 
 def run(args) -> int:
-    from backend.render import render
+    from backend.render.job import render
 
     config = config_from_args(args)
     bars = StageBars(quiet=args.quiet)

@@ -76,11 +76,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from backend.audio_sampling import check_source, load_rows
-    from backend.clip_models import find_cached_model, load_clip, resolve_device, resolve_weights
+    from backend.train.audio_rows import check_source, load_rows
+    from backend.clip.models import find_cached_model, load_clip, resolve_device, resolve_weights
     from backend.errors import InvalidInput
-    from backend.score import score_style
-    from backend.styles import load_style
+    from backend.train.score import score_style
+    from backend.styles.library import load_style
 
     if args.frames < 1:
         raise InvalidInput(f"--frames must be >= 1, got {args.frames}")

@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from backend.styles import list_styles  # loads torch: only when the command really runs
+    from backend.styles.library import list_styles  # loads torch: only when the command really runs
 
     problems: list[str] = []
     styles = list_styles(args.styles_dir, problems=problems)

@@ -112,9 +112,9 @@ class StopRequest:
 
 
 def _interrupted(args) -> int:
-    from backend.checkpoint import checkpoint_path, load_checkpoint
+    from backend.train.checkpoint import checkpoint_path, load_checkpoint
     from backend.errors import BackendError
-    from backend.styles import default_styles_dir
+    from backend.styles.library import default_styles_dir
 
     path = checkpoint_path(args.styles_dir or default_styles_dir(), args.name)
     try:
@@ -132,7 +132,7 @@ def _interrupted(args) -> int:
 
 def run(args) -> int:
     from backend.errors import Cancelled
-    from backend.train import TrainConfig, resume_config, train
+    from backend.train.run import TrainConfig, resume_config, train
 
     given = {k: getattr(args, k) for k in CONFIG_OPTIONS if getattr(args, k) is not None}
     if args.resume:

@@ -6,9 +6,9 @@ window ``[t - 1/(2 fps), t + 1/(2 fps))``: energies are averaged over it, onset 
 peak, so a 10 ms hit is never lost between frames.
 
 The pipeline: decode in blocks -> mono -> 32 kHz (streaming soxr) -> per-hop measurements every
-5 ms (:mod:`backend.spectral`) -> per-frame means as frames complete; the 5 ms onset envelope
-(small) is kept for tempo and beats (:mod:`backend.beats`); finally robust per-track normalisation
-and attack/release smoothing (:mod:`backend.feature_shaping`). Memory grows with the number of
+5 ms (:mod:`backend.audio.spectral`) -> per-frame means as frames complete; the 5 ms onset envelope
+(small) is kept for tempo and beats (:mod:`backend.audio.beats`); finally robust per-track normalisation
+and attack/release smoothing (:mod:`backend.audio.shaping`). Memory grows with the number of
 frames, not with a spectrogram of the file.
 """
 
@@ -21,13 +21,13 @@ from typing import Iterable
 
 import numpy as np
 
-from backend import spectral
-from backend.audio_io import MIN_SECONDS, iter_source_blocks, probe_audio
-from backend.beats import beat_features, track_beats
+from backend.audio import spectral
+from backend.audio.io import MIN_SECONDS, iter_source_blocks, probe_audio
+from backend.audio.beats import beat_features, track_beats
 from backend.errors import InvalidInput
-from backend.feature_io import load_features, save_features  # noqa: F401  (part of this module's API)
-from backend.feature_names import BANDS, CHROMA, FEATURE_INDEX, FEATURE_NAMES
-from backend.feature_shaping import shape_features
+from backend.audio.files import load_features, save_features  # noqa: F401  (part of this module's API)
+from backend.audio.names import BANDS, CHROMA, FEATURE_INDEX, FEATURE_NAMES
+from backend.audio.shaping import shape_features
 from backend.progress import Progress, ProgressCallback, report
 from backend.timebase import fps_label, frame_count, frame_times, parse_fps
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from backend.feature_names import BANDS, CHROMA, FEATURE_INDEX
+from backend.audio.names import BANDS, CHROMA, FEATURE_INDEX
 
 ONSET_MIN_PEAK = 0.04  # flux of a click at about -33 dBFS: smaller "peaks" (a steady bass ripple) stay low
 TEMPO_RANGE_BPM = (60.0, 180.0)  # mapped to 0..1, absolute (not per track)
@@ -31,7 +31,7 @@ TEMPO_RANGE_BPM = (60.0, 180.0)  # mapped to 0..1, absolute (not per track)
 def shape_features(raw: np.ndarray, config) -> np.ndarray:
     """Normalise every column of ``raw`` (n_frames, 24) to [0, 1] per track, then smooth it.
 
-    ``config`` is an :class:`~backend.audio_features.AudioConfig`; see the module docstring.
+    ``config`` is an :class:`~backend.audio.features.AudioConfig`; see the module docstring.
     """
     values = np.zeros_like(raw)
     active = raw[:, FEATURE_INDEX["rms"]] > config.floor_db  # frames that are not silent

@@ -2,7 +2,7 @@
 
 The canvas is what renders show: height [-pi, pi], and x up to +-16/9*pi for 16:9 (a 9:16 or
 1:1 render shows a narrower middle part of it). Each training step renders a batch of windows
-through :func:`backend.coords.pixel_coords` — the renderer's own coordinate function — so a
+through :func:`backend.model.coords.pixel_coords` — the renderer's own coordinate function — so a
 window is exactly a piece of some real frame, never a resampled one:
 
 * *frame views* (a quarter of the batch): a whole 1:1 frame, panned anywhere across the 16:9
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from backend.coords import HEIGHT_SPAN, pixel_coords
+from backend.model.coords import HEIGHT_SPAN, pixel_coords
 
 WIDEST_ASPECT = 16 / 9  # the widest frame the canvas must cover
 

@@ -25,19 +25,19 @@ from pathlib import Path
 import numpy as np
 
 from backend import __version__
-from backend.cppn import Reactivity
+from backend.model.cppn import Reactivity
 from backend.errors import Conflict, InvalidInput
-from backend.fast_cpu import default_threads
-from backend.frame_renderer import FrameRenderer, check_size, resolve_device
+from backend.render.fast_cpu import default_threads
+from backend.render.frame_renderer import FrameRenderer, check_size, resolve_device
 from backend.atomic import check_writable, remove_stale_temps
-from backend.image_writers import FrameSink, ImageFormat, image_header, image_is_whole, read_display
-from backend.manifest import (FORMAT_VERSION, MANIFEST_NAME, differences, merge_ranges, now_iso,
+from backend.writers.image import FrameSink, ImageFormat, image_header, image_is_whole, read_display
+from backend.render.manifest import (FORMAT_VERSION, MANIFEST_NAME, differences, merge_ranges, now_iso,
                               read_manifest, write_manifest)
 from backend.paths import file_sha256
 from backend.progress import Progress, ProgressCallback, report
-from backend.styles import Style, load_style
+from backend.styles.library import Style, load_style
 from backend.timebase import fps_label, frame_count, frame_count_for_seconds, frame_times, parse_fps
-from backend.video import AudioClip, VideoSettings, VideoSink, VideoWriter, check_video_size
+from backend.writers.video import AudioClip, VideoSettings, VideoSink, VideoWriter, check_video_size
 
 SIZE_PRESETS = {"360p": (640, 360), "480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080),
                 "1440p": (2560, 1440), "4k": (3840, 2160)}
@@ -93,8 +93,8 @@ class RenderConfig:
                            alpha=self.alpha)
 
     def audio_config(self):
-        """The :class:`~backend.audio_features.AudioConfig` of this render (fps, frame start, options)."""
-        from backend.audio_features import AudioConfig  # loads the analysis code only when needed
+        """The :class:`~backend.audio.features.AudioConfig` of this render (fps, frame start, options)."""
+        from backend.audio.features import AudioConfig  # loads the analysis code only when needed
 
         try:
             return AudioConfig(fps=self.fps, frame_start=self.frame_start, **self.audio_options)
@@ -161,7 +161,7 @@ def render(audio: str | os.PathLike, style: str | os.PathLike | Style, output: s
            styles_dir: Path | None = None, progress: ProgressCallback | None = None) -> RenderResult:
     """Render ``audio`` with ``style`` into ``output`` (a folder of frames, or a ``.mp4``).
 
-    features: precomputed :class:`~backend.audio_features.Features` of ``audio`` with this
+    features: precomputed :class:`~backend.audio.features.Features` of ``audio`` with this
         render's AudioConfig (analysed here when None).
     video: also encode this MP4 from the same frames (with a folder ``output``).
     progress: receives "analyse" then "render" events (``info``: frame, fps); returning False cancels.
@@ -179,7 +179,7 @@ def render(audio: str | os.PathLike, style: str | os.PathLike | Style, output: s
     device = resolve_device(config.device)
     audio_config = config.audio_config()
     loaded = style if isinstance(style, Style) else load_style(style, styles_dir=styles_dir)
-    from backend.audio_io import probe_audio  # audio code loads only when a render really starts
+    from backend.audio.io import probe_audio  # audio code loads only when a render really starts
 
     audio_path = Path(audio)
     info = probe_audio(audio_path)
@@ -194,7 +194,7 @@ def render(audio: str | os.PathLike, style: str | os.PathLike | Style, output: s
 
     nothing_to_do = video_path is None and len(skip) == last - first + 1
     if features is None and not nothing_to_do:
-        from backend.audio_features import analyze
+        from backend.audio.features import analyze
 
         features = analyze(audio_path, config=audio_config, progress=progress)
     if features is not None:

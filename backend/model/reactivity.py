@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backend.errors import InvalidInput
-from backend.feature_names import FEATURE_INDEX, FEATURE_NAMES
+from backend.audio.names import FEATURE_INDEX, FEATURE_NAMES
 
 MAX_AMOUNT = 100.0  # any effect or gain beyond this is a typo, not a look: sin() of it is noise
 

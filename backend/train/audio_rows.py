@@ -24,7 +24,7 @@ import torch
 
 from backend.atomic import atomic_path
 from backend.errors import InvalidInput, NotFound
-from backend.feature_names import FEATURE_NAMES
+from backend.audio.names import FEATURE_NAMES
 from backend.paths import cache_dir
 from backend.progress import ProgressCallback
 
@@ -57,7 +57,7 @@ def read_feature_file(path: Path) -> FeatureRows:
     if not path.is_file():
         raise NotFound(f"features file not found: {path}")
     if path.suffix == ".json":
-        from backend.feature_io import load_features
+        from backend.audio.files import load_features
 
         features = load_features(path)
         return FeatureRows(values=_check_rows(features.values, str(path)),
@@ -85,7 +85,7 @@ def read_feature_file(path: Path) -> FeatureRows:
 
 def analysed_rows(audio_path: Path, *, progress: ProgressCallback | None = None) -> FeatureRows:
     """Analyse an audio file (cached by content hash in ``cache_dir("features")``)."""
-    from backend.audio_features import AudioConfig, analyze
+    from backend.audio.features import AudioConfig, analyze
 
     audio_path = Path(audio_path)
     if not audio_path.is_file():
@@ -115,7 +115,7 @@ def analysed_rows(audio_path: Path, *, progress: ProgressCallback | None = None)
 def load_rows(source: str | os.PathLike | None = None, *, progress: ProgressCallback | None = None) -> FeatureRows:
     """Feature rows from a features file, an audio file, or (``None``) the bundled demo track."""
     if source is None:
-        from backend.demo_track import demo_track_path
+        from backend.audio.demo_track import demo_track_path
 
         rows = analysed_rows(demo_track_path(), progress=progress)
         return FeatureRows(rows.values, rows.times, "demo track")
@@ -139,7 +139,7 @@ def check_source(source: str | os.PathLike | None) -> FeatureRows | None:
         return None
     if is_feature_file(source):
         return read_feature_file(Path(source))
-    from backend.audio_io import probe_audio
+    from backend.audio.io import probe_audio
 
     probe_audio(source)
     return None

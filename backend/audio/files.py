@@ -3,7 +3,7 @@
 Every file holds the normalised ``features`` [n_frames, n_features] (float32), their ``names``,
 the frame ``times``, ``fps`` (exact, e.g. "30000/1001") and ``frame_start``; npz and json also keep
 the raw values, tempo, beat times and the analysis settings, so :func:`load_features` rebuilds
-the :class:`~backend.audio_features.Features`. Files are written to a temporary name in the same
+the :class:`~backend.audio.features.Features`. Files are written to a temporary name in the same
 folder and renamed into place: an interrupted write never leaves a half file.
 """
 
@@ -68,7 +68,7 @@ def features_bytes(features, suffix: str) -> bytes:
 
 def load_features(path: str | os.PathLike):
     """Read a .npz or .json written by :func:`save_features` back into Features."""
-    from backend.audio_features import Features
+    from backend.audio.features import Features
 
     path = Path(path)
     if not path.is_file():

@@ -5,7 +5,7 @@ rings, horizontal ribbons, ...) and folds a palette into the output layer: a 3x3
 offset applied to the output logits (``W' = M W``, ``b' = M b + c``), so a palette costs nothing at
 render time and the architecture stays the standard one. They are honestly marked ``procedural``.
 
-Regenerate the library files with ``python -m backend.procedural [--out styles]``.
+Regenerate the library files with ``python -m backend.styles.procedural [--out styles]``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from backend.cppn import CPPN, CPPNConfig
-from backend.styles import default_styles_dir, save_style
+from backend.model.cppn import CPPN, CPPNConfig
+from backend.styles.library import default_styles_dir, save_style
 
 CREATED = "2026-11-24"  # fixed so regenerating gives byte-identical files
 
@@ -67,7 +67,7 @@ def build_procedural(recipe: Recipe) -> CPPN:
 
 def write_bundled_styles(folder: Path) -> list[Path]:
     """Write every recipe's ``.safetensors`` and preview ``.png`` into ``folder``."""
-    from backend.preview import write_style_preview  # rendering sits downstream of styles
+    from backend.styles.preview import write_style_preview  # rendering sits downstream of styles
 
     paths = []
     for recipe in RECIPES:

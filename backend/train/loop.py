@@ -1,4 +1,4 @@
-"""The training loop behind :func:`backend.train.train`: steps, evaluation, best weights, checkpoints,
+"""The training loop behind :func:`backend.train.run.train`: steps, evaluation, best weights, checkpoints,
 and writing the finished style with its preview, history and curve."""
 
 from __future__ import annotations
@@ -9,17 +9,17 @@ from pathlib import Path
 
 import torch
 
-from backend.audio_sampling import AudioSampler, FeatureRows, spread_rows
-from backend.checkpoint import Checkpoint, save_checkpoint
-from backend.clip_models import ClipModel, load_clip
-from backend.cppn import CPPN, CPPNConfig
-from backend.cutouts import Views, augment, fixed_views, sample_views, view_coords
-from backend.guidance import TextTargets, frames_per_chunk, render_views
+from backend.train.audio_rows import AudioSampler, FeatureRows, spread_rows
+from backend.train.checkpoint import Checkpoint, save_checkpoint
+from backend.clip.models import ClipModel, load_clip
+from backend.model.cppn import CPPN, CPPNConfig
+from backend.train.cutouts import Views, augment, fixed_views, sample_views, view_coords
+from backend.train.guidance import TextTargets, frames_per_chunk, render_views
 from backend.progress import Progress, ProgressCallback, report
-from backend.prompts import WeightedPrompt, describe
-from backend.styles import save_style
-from backend.train_config import TrainConfig, TrainResult
-from backend.train_plot import write_curve, write_history
+from backend.clip.prompts import WeightedPrompt, describe
+from backend.styles.library import save_style
+from backend.train.config import TrainConfig, TrainResult
+from backend.train.record import write_curve, write_history
 
 EVAL_ROWS = 2  # audio rows per evaluation view (a quieter and a louder moment)
 
@@ -156,7 +156,7 @@ class Trainer:
 def write_outputs(trainer: Trainer, *, name: str, folder: Path, prompts: list[WeightedPrompt],
                   negatives: list[WeightedPrompt], prompt_text: str, features_source: str) -> TrainResult:
     """Save the best weights as the style, then its preview, history and training curve."""
-    from backend.preview import write_style_preview
+    from backend.styles.preview import write_style_preview
 
     c = trainer.config
     final = trainer.history["evals"][-1]

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from backend.clip_models import ClipModel
-from backend.cppn import CPPN, FrameTerms, Reactivity
-from backend.cutouts import to_images
-from backend.prompts import WeightedPrompt, normalised_weights
+from backend.clip.models import ClipModel
+from backend.model.cppn import CPPN, FrameTerms, Reactivity
+from backend.train.cutouts import to_images
+from backend.clip.prompts import WeightedPrompt, normalised_weights
 
 
 @dataclass

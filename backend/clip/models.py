@@ -295,7 +295,7 @@ def load_clip(name: str = "ViT-B-32", pretrained: str | None = "laion2b_s34b_b79
     """Load a frozen FP32 open_clip model, its tokenizer and preprocessing from local files only."""
     source = resolve_weights(name, pretrained)
     device = device if isinstance(device, torch.device) else resolve_device(device)
-    from backend.clip_compat import import_open_clip
+    from backend.clip.compat import import_open_clip
 
     open_clip = import_open_clip()
     try:

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.coords import pixel_coords
-from backend.cppn import CPPN
-from backend.feature_names import FEATURE_INDEX, FEATURE_NAMES
-from backend.styles import Style
+from backend.model.coords import pixel_coords
+from backend.model.cppn import CPPN
+from backend.audio.names import FEATURE_INDEX, FEATURE_NAMES
+from backend.styles.library import Style
 
 PREVIEW_SIZE = (384, 216)  # 16:9, the aspect most renders use
 PREVIEW_TIME = 5.0  # seconds into the slow time drift
@@ -34,7 +34,7 @@ def preview_frame(model: CPPN, *, width: int = PREVIEW_SIZE[0], height: int = PR
 
 def write_style_preview(style: Style | CPPN, path: Path) -> Path:
     """Write the standard 8-bit sRGB preview PNG of a style (or a bare model)."""
-    from backend.image_writers import write_png
+    from backend.writers.image import write_png
 
     model = style.model if isinstance(style, Style) else style
     return write_png(Path(path), preview_frame(model), depth=8)

@@ -37,7 +37,7 @@ MAX_TIMESCALE = 2**31 - 1
 class AudioClip:
     """The part of an audio file that goes into the video."""
 
-    path: Path  # any file backend.audio_io reads
+    path: Path  # any file backend.audio.io reads
     start_s: float = 0.0  # where the first frame's audio begins
     end_s: float | None = None  # where the video ends; None = the end of the file
 
@@ -179,7 +179,7 @@ class _AudioFeed:
     """Reads an :class:`AudioClip` block by block and encodes it to AAC on demand."""
 
     def __init__(self, clip: AudioClip):
-        from backend.audio_io import probe_audio
+        from backend.audio.io import probe_audio
 
         self.clip = clip
         info = probe_audio(clip.path)
@@ -199,7 +199,7 @@ class _AudioFeed:
         self._skipped = 0
 
     def open(self, container, bitrate: int) -> None:
-        from backend.audio_io import read_audio_blocks
+        from backend.audio.io import read_audio_blocks
 
         self.stream = container.add_stream("aac", rate=self.rate)
         self.stream.layout = "mono" if self.channels == 1 else "stereo"

@@ -19,7 +19,7 @@ from fractions import Fraction
 import numpy as np
 import scipy.fft
 
-from backend.feature_names import BAND_EDGES_HZ, BANDS
+from backend.audio.names import BAND_EDGES_HZ, BANDS
 
 ANALYSIS_RATE = 32000  # Hz
 HOP = 160  # samples: 5 ms

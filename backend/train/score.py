@@ -14,15 +14,15 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from backend.audio_sampling import FeatureRows, load_rows, spread_rows
-from backend.clip_models import ClipModel
-from backend.coords import pixel_coords
-from backend.cppn import CPPN, Reactivity
+from backend.train.audio_rows import FeatureRows, load_rows, spread_rows
+from backend.clip.models import ClipModel
+from backend.model.coords import pixel_coords
+from backend.model.cppn import CPPN, Reactivity
 from backend.errors import InvalidInput
-from backend.guidance import TextTargets, render_views
+from backend.train.guidance import TextTargets, render_views
 from backend.progress import Progress, ProgressCallback, report
-from backend.prompts import WeightedPrompt, parse_prompts
-from backend.styles import Style
+from backend.clip.prompts import WeightedPrompt, parse_prompts
+from backend.styles.library import Style
 
 BATCH = 8  # frames per CLIP pass
 

@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from backend.coords import time_phases
+from backend.model.coords import time_phases
 from backend.errors import InvalidInput
-from backend.feature_names import CHROMA, FEATURE_INDEX, FEATURE_NAMES
-from backend.reactivity import Reactivity  # noqa: F401  (part of this module's API)
+from backend.audio.names import CHROMA, FEATURE_INDEX, FEATURE_NAMES
+from backend.model.reactivity import Reactivity  # noqa: F401  (part of this module's API)
 
 DEFAULT_AUDIO_INPUTS = ("sub", "bass", "low_mid", "high_mid", "treble", "rms", "onset", "beat_pulse",
                         *CHROMA, "centroid")

@@ -25,8 +25,8 @@ import numba
 import numpy as np
 import torch
 
-from backend.coords import pixel_coords
-from backend.cppn import CPPN, FrameTerms
+from backend.model.coords import pixel_coords
+from backend.model.cppn import CPPN, FrameTerms
 
 TILE = 2048  # pixels per tile: the (TILE, 128) activations stay in L2
 # Every fast-math flag except 'reassoc', which would let LLVM undo the two-step range reduction.

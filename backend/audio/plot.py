@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from backend.atomic import write_bytes
-from backend.feature_io import check_output_path
-from backend.feature_names import BANDS, CHROMA, FEATURE_INDEX
+from backend.audio.files import check_output_path
+from backend.audio.names import BANDS, CHROMA, FEATURE_INDEX
 
 LANES = (*BANDS, "rms", "onset", "beat_pulse", "beat_sin", "beat_cos", "tempo", "centroid")
 _COLOURS = {"sub": "#7a0177", "bass": "#c51b8a", "low_mid": "#f768a1", "high_mid": "#fd8d3c",

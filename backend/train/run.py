@@ -1,8 +1,8 @@
 """Train a style from a text prompt with CLIP guidance: prompt in, ``styles/NAME.safetensors`` out.
 
-Per step, a batch of random canvas windows (:mod:`backend.cutouts`) is rendered through the
+Per step, a batch of random canvas windows (:mod:`backend.train.cutouts`) is rendered through the
 renderer's own differentiable path, each window at its own time and real-music audio row
-(:mod:`backend.audio_sampling`), lightly augmented, and scored by CLIP in one batched pass;
+(:mod:`backend.train.audio_rows`), lightly augmented, and scored by CLIP in one batched pass;
 the loss is the weighted cosine distance to the prompts plus the weighted similarity to the
 negative prompt. FP32 throughout, no detach between the network and CLIP. The cutout size
 follows a pyramid (256 then 512 px by default); the learning rate warms up, then decays on a
@@ -28,15 +28,15 @@ from pathlib import Path
 
 import torch
 
-from backend.audio_sampling import check_source, load_rows
-from backend.checkpoint import checkpoint_path, load_checkpoint
-from backend.clip_models import load_clip, resolve_device, resolve_weights
+from backend.train.audio_rows import check_source, load_rows
+from backend.train.checkpoint import checkpoint_path, load_checkpoint
+from backend.clip.models import load_clip, resolve_device, resolve_weights
 from backend.errors import Cancelled, Conflict, NotFound
 from backend.progress import Progress, ProgressCallback, report
-from backend.prompts import parse_prompts
-from backend.styles import check_style_name, default_styles_dir
-from backend.train_config import TrainConfig, TrainResult
-from backend.trainer import Trainer, write_outputs
+from backend.clip.prompts import parse_prompts
+from backend.styles.library import check_style_name, default_styles_dir
+from backend.train.config import TrainConfig, TrainResult
+from backend.train.loop import Trainer, write_outputs
 
 RESUMABLE_CHANGES = ("device", "checkpoint_every", "memory_budget_gb")  # may differ when resuming
 

@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
 from backend.atomic import atomic_path
-from backend.cppn import CPPN, CPPNConfig
+from backend.model.cppn import CPPN, CPPNConfig
 from backend.errors import InvalidInput, NotFound
 from backend.paths import DEFAULT_STYLE, STYLES_ENV, bundled_styles_dir, default_styles_dir  # noqa: F401 (library API)
 

@@ -1,6 +1,6 @@
 """Frames from a style: time and audio features in, display colour out, on the CPU or a CUDA GPU.
 
-* CPU: FP32 through :class:`~backend.fast_cpu.FastCPUEvaluator`, one frame at a time.
+* CPU: FP32 through :class:`~backend.render.fast_cpu.FastCPUEvaluator`, one frame at a time.
 * CUDA: FP16 weights and activations (the first layer, which sees the raw coordinates, stays
   FP32: half cannot tell neighbouring pixels apart at 4K). Frames go through in batches of a
   *fixed* size, the last batch padded by repeating its final frame, and pixels in fixed chunks,
@@ -21,12 +21,12 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from backend.coords import pixel_coords
-from backend.cppn import CPPN, FrameTerms, Reactivity, apply_flash
+from backend.model.coords import pixel_coords
+from backend.model.cppn import CPPN, FrameTerms, Reactivity, apply_flash
 from backend.errors import DeviceUnavailable, InvalidInput
-from backend.fast_cpu import FastCPUEvaluator
-from backend.feature_names import FEATURE_NAMES
-from backend.styles import Style
+from backend.render.fast_cpu import FastCPUEvaluator
+from backend.audio.names import FEATURE_NAMES
+from backend.styles.library import Style
 
 DEVICES = ("auto", "cpu", "cuda")
 MAX_SIDE = 16384  # OpenEXR and H.264 handle this; larger is almost surely a typo

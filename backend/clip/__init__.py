@@ -1,0 +1,1 @@
+"""CLIP models, loaded from local files only, and the text prompts they read."""

@@ -1,0 +1,1 @@
+"""The CPPN itself: its config, the network, its coordinate inputs and the reactivity settings."""

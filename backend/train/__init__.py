@@ -1,0 +1,1 @@
+"""Training a style from a prompt with CLIP guidance, its checkpoints, and CLIP scoring."""

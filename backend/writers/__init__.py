@@ -1,0 +1,1 @@
+"""Writing frames and video: OpenImageIO EXR/PNG files and MP4 through PyAV."""
