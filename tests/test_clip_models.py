@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from backend.clip.compat import import_open_clip
-from backend.clip.models import find_cached_model, load_clip, resolve_device, resolve_weights
-from backend.errors import DeviceUnavailable, InvalidInput, NotFound
+from backend.clip.models import find_cached_model, load_clip, resolve_weights
+from backend.errors import InvalidInput, NotFound
 from clip_fixtures import TINY_CLIP_CONFIG, one_torch_thread, tiny_clip, tiny_clip_dir  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -207,13 +207,3 @@ def test_local_dir_problems_are_named(tiny_clip_dir, tmp_path):
     (folder / "open_clip_config.json").write_text("{}")
     with pytest.raises(InvalidInput, match="not a usable open_clip config"):
         resolve_weights(f"local-dir:{folder}", None)
-
-
-def test_devices_resolve_or_say_they_are_missing():
-    assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(InvalidInput, match="device must be"):
-        resolve_device("gpu0")
-    if not torch.cuda.is_available():
-        with pytest.raises(DeviceUnavailable, match="CUDA is not available"):
-            resolve_device("cuda")

@@ -8,7 +8,8 @@ import sys
 import time
 from typing import Callable
 
-from backend.errors import BackendError
+from backend.errors import BackendError, InvalidInput
+from backend.model.device import ALL_KINDS, check_device_name
 from backend.progress import Progress
 
 
@@ -27,6 +28,19 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         print(f"error: {message} (see '{self.prog} --help')", file=sys.stderr)
         raise SystemExit(2)
+
+
+def device_type(kinds: tuple[str, ...] = ALL_KINDS) -> Callable[[str], str]:
+    """An argparse ``type`` for ``--device``: the spelling is checked while parsing (torch is not
+    loaded for that); whether the device exists is checked when the command runs."""
+    def parse(text: str) -> str:
+        try:
+            return check_device_name(text, kinds)
+        except InvalidInput as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+
+    parse.__name__ = "device"  # argparse names the type in its messages
+    return parse
 
 
 def run_command(func: Callable, args) -> int:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from backend.cli.render_cmd import StageBars, summary_line
+from backend.cli.render_cmd import StageBars, add_device_option, summary_line
 from backend.errors import Conflict
 from backend.paths import DEFAULT_STYLE
 
@@ -30,8 +30,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", type=Path, default=Path("out"), help="folder for demo/ and demo.mp4 (default: out)")
     parser.add_argument("-s", "--style", default=DEFAULT_STYLE, help=f"style name or file (default: {DEFAULT_STYLE})")
     parser.add_argument("--size", default="360p", help="frame size: WIDTHxHEIGHT or 360p..4k (default: 360p)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="cpu (FP32) or cuda (FP16); auto picks cuda when a GPU is usable (default: auto)")
+    add_device_option(parser)
     parser.add_argument("--overwrite", action="store_true", help="re-render every frame instead of resuming")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)

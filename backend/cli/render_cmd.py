@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from backend.cli.console import device_type
 from backend.errors import InvalidInput
 from backend.audio.names import FEATURE_NAMES
 from backend.writers.image import EXR_COMPRESSIONS
 from backend.paths import DEFAULT_STYLE, STYLES_ENV
+from backend.model.device import RENDER_KINDS
 from backend.model.reactivity import Reactivity
 
 SIZE_HELP = "WIDTHxHEIGHT (e.g. 1280x720) or a preset: 360p, 480p, 720p, 1080p, 1440p, 4k"
@@ -73,8 +75,7 @@ def add_picture_options(parser) -> None:
     parser.add_argument("--seed", type=int, default=0,
                         help="variation seed: shifts the style's slow drift to another point of its cycle; "
                              "0 = none (default: 0)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="cpu (FP32) or cuda (FP16); auto picks cuda when a GPU is usable (default: auto)")
+    add_device_option(parser)
     group = parser.add_argument_group("reactivity (how the music moves the picture)")
     defaults = Reactivity()
     group.add_argument("--reactivity", type=float, default=defaults.amount, metavar="AMOUNT",
@@ -92,6 +93,12 @@ def add_picture_options(parser) -> None:
                        help="per-feature multiplier, repeatable: --gain bass=1.5 --gain onset=0")
     group.add_argument("--smoothing", action="append", default=[], metavar="FEATURE=ATTACK,RELEASE",
                        help="attack and release of a feature's envelope in ms, repeatable: --smoothing onset=0,60")
+
+
+def add_device_option(parser) -> None:
+    parser.add_argument("--device", type=device_type(RENDER_KINDS), default="auto", metavar="DEVICE",
+                        help="cpu (FP32), cuda or cuda:N for GPU N (FP16); auto picks cuda when a GPU is usable "
+                             "(default: auto)")
 
 
 def parse_assignments(items: list[str], what: str, count: int) -> dict[str, tuple[float, ...]]:

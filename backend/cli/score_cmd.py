@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from backend.cli.console import ProgressBar
+from backend.cli.console import ProgressBar, device_type
+from backend.model.device import spellings
 
 EPILOG = """\
 examples:
@@ -67,7 +68,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--audio", default=None,
                         help="audio or features file whose frames are scored (default: the demo track)")
     parser.add_argument("--frames", type=int, default=16, help="frames spread over the track (default 16)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (default auto)")
+    parser.add_argument("--device", type=device_type(), default="auto", metavar="DEVICE",
+                        help=f"{spellings()} (default auto)")
     parser.add_argument("--styles-dir", type=Path, default=None,
                         help="style library folder (default: $AUDIO_CPPN_STYLES or the project's styles/)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -77,7 +79,8 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from backend.train.audio_rows import check_source, load_rows
-    from backend.clip.models import find_cached_model, load_clip, resolve_device, resolve_weights
+    from backend.clip.models import find_cached_model, load_clip, resolve_weights
+    from backend.model.device import resolve_device
     from backend.errors import InvalidInput
     from backend.train.score import score_style
     from backend.styles.library import load_style

@@ -9,7 +9,8 @@ import sys
 import threading
 from pathlib import Path
 
-from backend.cli.console import ProgressBar
+from backend.cli.console import ProgressBar, device_type
+from backend.model.device import spellings
 
 EPILOG = """\
 examples:
@@ -70,8 +71,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--cutouts", type=int, default=None, help="views per step, one CLIP batch (default 8)")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate of Adam (default 0.002)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the network and every random draw (default 0)")
-    parser.add_argument("--device", default=None,
-                        help="auto (CUDA when present), cpu, cuda, cuda:N, mps (default auto)")
+    parser.add_argument("--device", type=device_type(), default=None, metavar="DEVICE",
+                        help=f"{spellings()}; auto is CUDA when present (default auto)")
     parser.add_argument("--features", default=None,
                         help="music the style must hold up under: a features file (.npz/.json from "
                              "'audio-cppn features') or an audio file (default: the demo track)")

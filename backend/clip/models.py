@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from backend.errors import DeviceUnavailable, InvalidInput, NotFound
+from backend.model.device import resolve_device
 
 LOCAL_DIR = "local-dir:"
 RANDOM = ("random", "none", "")
@@ -96,25 +97,6 @@ class ClipModel:
                                    antialias=shrink)
         x = (images - self.mean[:, None, None]) / self.std[:, None, None]
         return F.normalize(self.model.encode_image(x).float(), dim=-1)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` = CUDA when present, else CPU; an unavailable device raises DeviceUnavailable."""
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InvalidInput(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailable(f"device {name!r} requested but CUDA is not available here",
-                                fix="use --device cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise DeviceUnavailable(f"device {name!r} requested but only {torch.cuda.device_count()} GPU(s) exist")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceUnavailable("device 'mps' requested but Metal is not available here", fix="use --device cpu")
-    return device
 
 
 def _open_clip_dir() -> Path:

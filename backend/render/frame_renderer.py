@@ -23,32 +23,16 @@ import torch
 
 from backend.model.coords import pixel_coords
 from backend.model.cppn import CPPN, FrameTerms, Reactivity, apply_flash
+from backend.model.device import RENDER_KINDS, resolve_device
 from backend.errors import DeviceUnavailable, InvalidInput
 from backend.render.fast_cpu import FastCPUEvaluator
 from backend.audio.names import FEATURE_NAMES
 from backend.styles.library import Style
 
-DEVICES = ("auto", "cpu", "cuda")
 MAX_SIDE = 16384  # OpenEXR and H.264 handle this; larger is almost surely a typo
 GOLDEN = (math.sqrt(5) - 1) / 2  # spreads consecutive seeds evenly over the drift cycle
 CUDA_BATCH = 8  # frames per GPU batch (fixed: see the module docstring)
 CUDA_CHUNK_ROWS = 1 << 21  # frame-pixels per GPU step: bounds activation memory (~2.5 GiB peak at 128 wide)
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``; ``cuda`` without one is an error."""
-    text = str(device).lower()
-    if text.startswith("cuda:"):
-        text = "cuda"
-    if text not in DEVICES:
-        raise InvalidInput(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if text == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if text == "cuda" and not torch.cuda.is_available():
-        why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-        raise DeviceUnavailable(f"--device cuda was requested but {why}",
-                                fix="use --device cpu (or auto), or install a CUDA build of torch on a GPU machine")
-    return text
 
 
 def seed_time_offset(seed: int, periods: tuple[float, ...]) -> float:
@@ -123,7 +107,8 @@ class FrameRenderer:
     """Renders frames of one style at one size: ``render(times, audio) -> (B, H, W, C)`` display colour.
 
     style: a loaded :class:`Style` or a bare :class:`CPPN`.
-    device: "auto", "cpu" or "cuda"; precision follows (CPU FP32, CUDA FP16).
+    device: "auto", "cpu", "cuda" or "cuda:N"; precision follows (CPU FP32, CUDA FP16). The
+        ``device`` attribute names the device used, as reports and manifests show it ("cuda:1").
     reactivity: how the music moves the picture (default :class:`Reactivity()`).
     seed: variation seed, see :func:`seed_time_offset`.
     threads: CPU worker threads (default: one per core).
@@ -132,8 +117,9 @@ class FrameRenderer:
     def __init__(self, style: Style | CPPN, *, width: int, height: int, device: str = "auto",
                  reactivity: Reactivity | None = None, seed: int = 0, threads: int | None = None):
         self.width, self.height = check_size(width, height)
-        self.device = resolve_device(device)
-        self.precision = "fp16" if self.device == "cuda" else "fp32"
+        where = resolve_device(device, RENDER_KINDS)
+        self.device = str(where)  # "cpu", "cuda" or "cuda:N"
+        self.precision = "fp16" if where.type == "cuda" else "fp32"
         model = style.model if isinstance(style, Style) else style
         # A private FP32 CPU copy: frame terms are cheap, and the caller's model stays where it was.
         self.model = copy.deepcopy(model).to("cpu").float().eval()
@@ -141,13 +127,13 @@ class FrameRenderer:
         self.reactivity = reactivity or Reactivity()
         self.seed = int(seed)
         self.time_offset = seed_time_offset(self.seed, model.config.time_periods)
-        if self.device == "cpu":
+        if where.type == "cpu":
             self._cpu = FastCPUEvaluator(self.model, width=self.width, height=self.height, threads=threads)
             self._gpu = None
         else:
             self._cpu = None
             try:
-                self._gpu = HalfEvaluator(self.model, width=self.width, height=self.height, device="cuda")
+                self._gpu = HalfEvaluator(self.model, width=self.width, height=self.height, device=where)
             except torch.cuda.OutOfMemoryError:
                 raise _out_of_memory(self.width, self.height) from None
 

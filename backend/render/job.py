@@ -28,7 +28,8 @@ from backend import __version__
 from backend.model.cppn import Reactivity
 from backend.errors import Conflict, InvalidInput
 from backend.render.fast_cpu import default_threads
-from backend.render.frame_renderer import FrameRenderer, check_size, resolve_device
+from backend.model.device import RENDER_KINDS, resolve_device
+from backend.render.frame_renderer import FrameRenderer, check_size
 from backend.atomic import check_writable, remove_stale_temps
 from backend.writers.image import FrameSink, ImageFormat, image_header, image_is_whole, read_display
 from backend.render.manifest import (FORMAT_VERSION, MANIFEST_NAME, differences, merge_ranges, now_iso,
@@ -60,7 +61,7 @@ class RenderConfig:
     alpha: bool = False  # a meaningful alpha channel (the style's 4th channel, else luma)
     prefix: str = "frame_"  # file name before the frame number
     seed: int = 0  # variation seed: shifts the slow time drift (0 = none)
-    device: str = "auto"  # auto, cpu (FP32) or cuda (FP16)
+    device: str = "auto"  # auto, cpu (FP32), cuda or cuda:N (FP16)
     reactivity: Reactivity = field(default_factory=Reactivity)  # how the music moves the picture
     audio_options: dict = field(default_factory=dict)  # more AudioConfig fields, e.g. {"smoothing": {...}}
     overwrite: bool = False  # replace existing frames / a folder rendered with other settings
@@ -176,7 +177,7 @@ def render(audio: str | os.PathLike, style: str | os.PathLike | Style, output: s
         raise InvalidInput(f"the output {output} is already an MP4; 'video' adds an MP4 to a folder of frames")
     video_path = output if folder is None else (Path(video) if video is not None else None)
     fmt = config.image_format()
-    device = resolve_device(config.device)
+    device = str(resolve_device(config.device, RENDER_KINDS))  # "cpu", "cuda" or "cuda:N", as the manifest records it
     audio_config = config.audio_config()
     loaded = style if isinstance(style, Style) else load_style(style, styles_dir=styles_dir)
     from backend.audio.io import probe_audio  # audio code loads only when a render really starts

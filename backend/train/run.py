@@ -30,8 +30,9 @@ import torch
 
 from backend.train.audio_rows import check_source, load_rows
 from backend.train.checkpoint import checkpoint_path, load_checkpoint
-from backend.clip.models import load_clip, resolve_device, resolve_weights
+from backend.clip.models import load_clip, resolve_weights
 from backend.errors import Cancelled, Conflict, NotFound
+from backend.model.device import resolve_device
 from backend.progress import Progress, ProgressCallback, report
 from backend.clip.prompts import parse_prompts
 from backend.styles.library import check_style_name, default_styles_dir
