@@ -6,7 +6,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from backend.audio.features import AudioConfig, analyze, compute_features, load_features, save_features
+from backend.audio.features import AudioConfig, analyze, compute_features
+from backend.audio.files import load_features, save_features
 from backend.errors import Cancelled, InvalidInput
 from backend.audio.names import BANDS, FEATURE_NAMES
 from backend.audio.shaping import smooth

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from backend.train.audio_rows import AudioSampler, FeatureRows, analysed_rows, check_source, spread_rows
+from backend.audio.files import load_features
 from backend.errors import InvalidInput, NotFound
 from clip_fixtures import features_file, synthetic_features  # noqa: F401
 
@@ -90,3 +91,27 @@ def test_analysed_features_are_cached_in_the_project_cache_folder(tmp_path, monk
     assert len(cached) == 1
     again = analysed_rows(audio)
     assert np.array_equal(first.values, again.values) and again.source == str(audio)
+
+
+def test_a_cached_analysis_is_reused_only_for_the_same_audio_and_analysis_version(tmp_path, monkeypatch):
+    import backend.audio.features as analysis
+    from signals import tone, write_audio
+
+    monkeypatch.setenv("AUDIO_CPPN_CACHE", str(tmp_path / "cache"))
+    audio = write_audio(tmp_path / "tone.wav", tone(220.0, sr=22050, duration=2.0), sr=22050)
+    first = analysed_rows(audio)
+    analysed = []
+    real_analyze = analysis.analyze
+    monkeypatch.setattr(analysis, "analyze", lambda *a, **k: analysed.append(a[0]) or real_analyze(*a, **k))
+    assert np.array_equal(analysed_rows(audio).values, first.values) and analysed == []  # from the cache
+
+    monkeypatch.setattr(analysis, "ANALYSIS_VERSION", analysis.ANALYSIS_VERSION + 1)  # a new analysis
+    analysed_rows(audio)
+    assert len(analysed) == 1
+    write_audio(audio, tone(440.0, sr=22050, duration=2.0), sr=22050)  # same name, other sound
+    changed = analysed_rows(audio)
+    assert len(analysed) == 2 and not np.array_equal(changed.values, first.values)
+    cached = sorted((tmp_path / "cache" / "features").glob("tone-*.npz"))
+    assert len(cached) == 3
+    for path in cached:  # the cache holds ordinary features files, readable by the one reader
+        assert load_features(path).n_frames == len(first.values)

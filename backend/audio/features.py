@@ -25,7 +25,7 @@ from backend.audio import spectral
 from backend.audio.io import MIN_SECONDS, iter_source_blocks, probe_audio
 from backend.audio.beats import beat_features, track_beats
 from backend.errors import InvalidInput
-from backend.audio.files import load_features, save_features  # noqa: F401  (part of this module's API)
+from backend.audio.files import Features
 from backend.audio.names import BANDS, CHROMA, FEATURE_INDEX, FEATURE_NAMES
 from backend.audio.shaping import shape_features
 from backend.progress import Progress, ProgressCallback, report
@@ -102,40 +102,6 @@ class AudioConfig:
         if "level_percentiles" in data:
             data["level_percentiles"] = tuple(data["level_percentiles"])
         return cls(**data)
-
-
-@dataclass
-class Features:
-    values: np.ndarray  # float32 (n_frames, 24): normalised + smoothed, in [0, 1], FEATURE_NAMES order
-    raw: np.ndarray  # float32 (n_frames, 24): before normalisation (dB, BPM, Hz, flux, ...)
-    names: tuple[str, ...]  # == FEATURE_NAMES
-    times: np.ndarray  # float64 (n_frames,): seconds shown by each frame, i / fps
-    fps: Fraction
-    frame_start: int  # scene frame number of row 0
-    duration: float  # seconds of audio
-    sample_rate: int  # of the source audio
-    tempo: float  # global BPM estimate; 0.0 when no beat was found
-    beat_times: np.ndarray  # float64 seconds
-    config: dict = field(default_factory=dict)  # AudioConfig.to_dict() that produced these
-
-    @property
-    def n_frames(self) -> int:
-        return len(self.values)
-
-    def frame_numbers(self) -> np.ndarray:
-        """Scene frame number of each row: frame_start + arange(n_frames)."""
-        return self.frame_start + np.arange(self.n_frames)
-
-    def column(self, name: str) -> np.ndarray:
-        """The normalised values of one feature, shape (n_frames,)."""
-        if name not in FEATURE_INDEX:
-            raise InvalidInput(f"unknown feature {name!r}; known: {', '.join(self.names)}")
-        return self.values[:, FEATURE_INDEX[name]]
-
-    def raw_column(self, name: str) -> np.ndarray:
-        if name not in FEATURE_INDEX:
-            raise InvalidInput(f"unknown feature {name!r}; known: {', '.join(self.names)}")
-        return self.raw[:, FEATURE_INDEX[name]]
 
 
 def analyze(path, *, config: AudioConfig | None = None, progress: ProgressCallback | None = None,

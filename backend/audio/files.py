@@ -1,10 +1,15 @@
-"""Feature files: .npz (arrays), .csv (a table for spreadsheets) and .json (for any language).
+"""Per-frame audio features (:class:`Features`) and their files: the one writer and the one reader.
 
-Every file holds the normalised ``features`` [n_frames, n_features] (float32), their ``names``,
-the frame ``times``, ``fps`` (exact, e.g. "30000/1001") and ``frame_start``; npz and json also keep
-the raw values, tempo, beat times and the analysis settings, so :func:`load_features` rebuilds
-the :class:`~backend.audio.features.Features`. Files are written to a temporary name in the same
-folder and renamed into place: an interrupted write never leaves a half file.
+Written by :func:`save_features`: .npz (arrays), .csv (a table for spreadsheets) and .json (for any
+language). Every file holds the normalised ``features`` [n_frames, n_features] (float32), their
+``names``, the frame ``times``, ``fps`` (exact, e.g. "30000/1001") and ``frame_start``; npz and
+json also keep the raw values, tempo, beat times and the analysis settings, so :func:`load_features`
+rebuilds the Features. Files are written to a temporary name in the same folder and renamed into
+place: an interrupted write never leaves a half file.
+
+Read by :func:`load_features`: the .npz and .json files above, and bare arrays from other tools —
+a (frames, 24) array as .npy, or an .npz holding ``features`` (or ``values``) and optionally
+``times`` and ``names``; such a file counts as 30 fps from frame 1 unless it says otherwise.
 """
 
 from __future__ import annotations
@@ -13,16 +18,54 @@ import csv
 import io
 import json
 import os
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from backend.atomic import check_writable, write_bytes
+from backend.audio.names import FEATURE_INDEX, FEATURE_NAMES
 from backend.errors import InvalidInput, NotFound
-from backend.timebase import fps_label
+from backend.timebase import fps_label, frame_times
 
-FEATURE_SUFFIXES = (".npz", ".csv", ".json")
+FEATURE_SUFFIXES = (".npz", ".csv", ".json")  # what save_features writes
+READ_SUFFIXES = (".npz", ".json", ".npy")  # what load_features reads
+BARE_FPS = Fraction(30)  # the frame rate of a bare array that does not state its own
+
+
+@dataclass
+class Features:
+    values: np.ndarray  # float32 (n_frames, 24): normalised + smoothed, in [0, 1], FEATURE_NAMES order
+    raw: np.ndarray  # float32 (n_frames, 24): before normalisation (dB, BPM, Hz, flux, ...)
+    names: tuple[str, ...]  # == FEATURE_NAMES
+    times: np.ndarray  # float64 (n_frames,): seconds shown by each frame, i / fps
+    fps: Fraction
+    frame_start: int  # scene frame number of row 0
+    duration: float  # seconds of audio
+    sample_rate: int  # of the source audio
+    tempo: float  # global BPM estimate; 0.0 when no beat was found
+    beat_times: np.ndarray  # float64 seconds
+    config: dict = field(default_factory=dict)  # AudioConfig.to_dict() that produced these
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.values)
+
+    def frame_numbers(self) -> np.ndarray:
+        """Scene frame number of each row: frame_start + arange(n_frames)."""
+        return self.frame_start + np.arange(self.n_frames)
+
+    def column(self, name: str) -> np.ndarray:
+        """The normalised values of one feature, shape (n_frames,)."""
+        if name not in FEATURE_INDEX:
+            raise InvalidInput(f"unknown feature {name!r}; known: {', '.join(self.names)}")
+        return self.values[:, FEATURE_INDEX[name]]
+
+    def raw_column(self, name: str) -> np.ndarray:
+        if name not in FEATURE_INDEX:
+            raise InvalidInput(f"unknown feature {name!r}; known: {', '.join(self.names)}")
+        return self.raw[:, FEATURE_INDEX[name]]
 
 
 def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] = FEATURE_SUFFIXES) -> Path:
@@ -41,13 +84,13 @@ def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] = FEATU
     return path
 
 
-def save_features(features, path: str | os.PathLike) -> Path:
+def save_features(features: Features, path: str | os.PathLike) -> Path:
     """Write ``features`` as .npz, .csv or .json (chosen by suffix), atomically. Returns the path."""
     path = check_output_path(path)
     return write_bytes(path, features_bytes(features, path.suffix))
 
 
-def features_bytes(features, suffix: str) -> bytes:
+def features_bytes(features: Features, suffix: str) -> bytes:
     """The file contents of ``features`` in the format of ``suffix`` (.npz, .csv or .json)."""
     kind = suffix.lower()
     if kind == ".npz":
@@ -66,38 +109,69 @@ def features_bytes(features, suffix: str) -> bytes:
     return text.getvalue().encode()
 
 
-def load_features(path: str | os.PathLike):
-    """Read a .npz or .json written by :func:`save_features` back into Features."""
-    from backend.audio.features import Features
+def load_features(path: str | os.PathLike) -> Features:
+    """Read a features file (.npz, .json or .npy; see the module docstring) into Features.
 
+    Raises NotFound for a missing file and InvalidInput for anything that is not (frames, 24)
+    finite feature values with the canonical names.
+    """
     path = Path(path)
     if not path.is_file():
         raise NotFound(f"features file not found: {path}")
     kind = path.suffix.lower()
+    if kind not in READ_SUFFIXES:
+        raise InvalidInput(f"features files are read from {', '.join(READ_SUFFIXES)}, got {path.name}")
     try:
-        if kind == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                fields = {k: data[k] for k in data.files}
-            fields["names"] = [str(n) for n in fields["names"]]
-            fields["fps"] = str(fields["fps"])
-            fields["config"] = json.loads(str(fields.get("config", "{}")))
-        elif kind == ".json":
-            fields = json.loads(path.read_text())
-        else:
-            raise InvalidInput(f"load_features reads .npz or .json, got {path.name}")
-        values = np.asarray(fields["features"], dtype=np.float32)
+        fields = _read_fields(path, kind)
+        values = _checked_values(fields, path)
+        fps = Fraction(str(fields.get("fps", BARE_FPS)))
+        times = np.asarray(fields.get("times", ()), dtype=np.float64)
+        if len(times) != len(values):  # a bare array without (usable) times: frame i shows i / fps
+            times = frame_times(len(values), fps)
         return Features(values=values, raw=np.asarray(fields.get("raw", values), dtype=np.float32),
-                        names=tuple(fields["names"]), times=np.asarray(fields["times"], dtype=np.float64),
-                        fps=Fraction(str(fields["fps"])), frame_start=int(fields["frame_start"]),
-                        duration=float(fields.get("duration", 0.0)), sample_rate=int(fields.get("sample_rate", 0)),
-                        tempo=float(fields.get("tempo", 0.0)),
+                        names=FEATURE_NAMES, times=times, fps=fps, frame_start=int(fields.get("frame_start", 1)),
+                        duration=float(fields.get("duration", len(values) / fps)),
+                        sample_rate=int(fields.get("sample_rate", 0)), tempo=float(fields.get("tempo", 0.0)),
                         beat_times=np.asarray(fields.get("beat_times", []), dtype=np.float64),
                         config=dict(fields.get("config", {})))
-    except (KeyError, ValueError, OSError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"{path} is not a features file written by audio-cppn ({exc})") from None
+    except (KeyError, ValueError, TypeError, AttributeError, ZeroDivisionError, OSError) as exc:
+        raise InvalidInput(f"{path} is not a features file audio-cppn can read ({exc})") from None
 
 
-def _npz_fields(features) -> dict:
+def _read_fields(path: Path, kind: str) -> dict:
+    if kind == ".json":
+        return json.loads(path.read_text())
+    if kind == ".npy":
+        return {"features": np.load(path, allow_pickle=False)}
+    with np.load(path, allow_pickle=False) as data:
+        fields = {k: data[k] for k in data.files}
+    if "features" not in fields and "values" in fields:  # a bare array saved under the other usual name
+        fields["features"] = fields.pop("values")
+    if "features" not in fields:
+        raise InvalidInput(f"{path} has no 'features' array; it holds {sorted(fields)}")
+    for key in ("fps", "config"):
+        if key in fields:
+            fields[key] = str(fields[key])
+    if "config" in fields:
+        fields["config"] = json.loads(fields["config"])
+    return fields
+
+
+def _checked_values(fields: dict, path: Path) -> np.ndarray:
+    values = np.asarray(fields["features"], dtype=np.float32)
+    if values.ndim != 2 or values.shape[1] != len(FEATURE_NAMES) or values.shape[0] < 1:
+        raise InvalidInput(f"features in {path} must have shape (frames, {len(FEATURE_NAMES)}), "
+                           f"got {values.shape}")
+    names = fields.get("names")
+    if names is not None and tuple(str(n) for n in names) != FEATURE_NAMES:
+        raise InvalidInput(f"{path} has features {[str(n) for n in names]}, expected the canonical "
+                           f"{len(FEATURE_NAMES)}: {', '.join(FEATURE_NAMES)}")
+    if not np.isfinite(values).all():
+        raise InvalidInput(f"features in {path} contain NaN or infinite values")
+    return values
+
+
+def _npz_fields(features: Features) -> dict:
     return {"features": features.values.astype(np.float32), "raw": features.raw.astype(np.float32),
             "names": np.array(features.names), "times": features.times.astype(np.float64),
             "fps": np.array(fps_label(features.fps)), "frame_start": np.array(features.frame_start),
@@ -106,7 +180,7 @@ def _npz_fields(features) -> dict:
             "config": np.array(json.dumps(features.config))}
 
 
-def _json_fields(features) -> dict:
+def _json_fields(features: Features) -> dict:
     return {"names": list(features.names), "fps": fps_label(features.fps), "frame_start": features.frame_start,
             "n_frames": int(features.n_frames), "duration": features.duration,
             "sample_rate": features.sample_rate, "tempo": features.tempo,

@@ -162,7 +162,7 @@ def render(audio: str | os.PathLike, style: str | os.PathLike | Style, output: s
            styles_dir: Path | None = None, progress: ProgressCallback | None = None) -> RenderResult:
     """Render ``audio`` with ``style`` into ``output`` (a folder of frames, or a ``.mp4``).
 
-    features: precomputed :class:`~backend.audio.features.Features` of ``audio`` with this
+    features: precomputed :class:`~backend.audio.files.Features` of ``audio`` with this
         render's AudioConfig (analysed here when None).
     video: also encode this MP4 from the same frames (with a folder ``output``).
     progress: receives "analyse" then "render" events (``info``: frame, fps); returning False cancels.

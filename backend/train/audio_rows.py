@@ -15,20 +15,22 @@ Nothing here downloads; the demo track is synthesised locally.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from backend.atomic import atomic_path
+from backend.audio.files import READ_SUFFIXES, Features, load_features, save_features
 from backend.errors import InvalidInput, NotFound
-from backend.audio.names import FEATURE_NAMES
-from backend.paths import cache_dir
+from backend.paths import cache_dir, file_sha256
 from backend.progress import ProgressCallback
 
-FEATURE_FILE_SUFFIXES = (".npz", ".npy", ".json")  # what `audio-cppn features --out` writes, or a bare array
+if TYPE_CHECKING:
+    from backend.audio.features import AudioConfig
 
 
 @dataclass
@@ -40,76 +42,47 @@ class FeatureRows:
     source: str  # where they came from (file path or "demo track")
 
 
-def _check_rows(values: np.ndarray, source: str) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float32)
-    if values.ndim != 2 or values.shape[1] != len(FEATURE_NAMES) or values.shape[0] < 1:
-        raise InvalidInput(f"features in {source} must have shape (frames, {len(FEATURE_NAMES)}), "
-                           f"got {values.shape}")
-    if not np.isfinite(values).all():
-        raise InvalidInput(f"features in {source} contain NaN or infinite values")
-    return np.clip(values, 0.0, 1.0)
+def rows_of(features: Features, source: str) -> FeatureRows:
+    """Training rows from Features: the values clipped to [0, 1] (a bare array from another tool may
+    stray outside; analysis never does)."""
+    return FeatureRows(values=np.clip(np.asarray(features.values, np.float32), 0.0, 1.0),
+                       times=np.asarray(features.times, dtype=np.float64), source=source)
 
 
-def read_feature_file(path: Path) -> FeatureRows:
-    """Rows from a features file: ``.npz`` (``features`` or ``values``, optional ``times`` and
-    ``names``), ``.json`` as written by ``audio-cppn features``, or ``.npy`` (the values array)."""
-    path = Path(path)
-    if not path.is_file():
-        raise NotFound(f"features file not found: {path}")
-    if path.suffix == ".json":
-        from backend.audio.files import load_features
+def read_feature_file(path: str | os.PathLike) -> FeatureRows:
+    """Rows from a features file: whatever :func:`backend.audio.files.load_features` reads."""
+    return rows_of(load_features(path), str(path))
 
-        features = load_features(path)
-        return FeatureRows(values=_check_rows(features.values, str(path)),
-                           times=np.asarray(features.times, dtype=np.float64), source=str(path))
-    try:
-        if path.suffix == ".npy":
-            values, times = np.load(path, allow_pickle=False), None
-        else:
-            with np.load(path, allow_pickle=False) as data:
-                key = "values" if "values" in data else "features" if "features" in data else None
-                if key is None:
-                    raise InvalidInput(f"{path} has no 'values' array; it holds {sorted(data.keys())}")
-                values = data[key]
-                times = data["times"] if "times" in data else None
-                if "names" in data and tuple(str(n) for n in data["names"]) != FEATURE_NAMES:
-                    raise InvalidInput(f"{path} has features {list(data['names'])}, expected the canonical "
-                                       f"{len(FEATURE_NAMES)}: {', '.join(FEATURE_NAMES)}")
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"cannot read features file {path}: {exc}") from None
-    values = _check_rows(values, str(path))
-    if times is None or len(times) != len(values):
-        times = np.arange(len(values), dtype=np.float64) / 30.0
-    return FeatureRows(values=values, times=np.asarray(times, dtype=np.float64), source=str(path))
+
+def features_cache_path(audio_path: Path, config: AudioConfig) -> Path:
+    """Where the analysis of ``audio_path`` with ``config`` is cached: keyed by the file's content and
+    every analysis setting, the analysis version included, so a new analysis never reads stale rows."""
+    settings = json.dumps(config.to_dict(), sort_keys=True)
+    digest = hashlib.sha256(f"{file_sha256(audio_path)}\n{settings}".encode()).hexdigest()[:20]
+    return cache_dir("features") / f"{audio_path.stem}-{digest}.npz"
 
 
 def analysed_rows(audio_path: Path, *, progress: ProgressCallback | None = None) -> FeatureRows:
-    """Analyse an audio file (cached by content hash in ``cache_dir("features")``)."""
+    """Analyse an audio file (cached in ``cache_dir("features")``, see :func:`features_cache_path`)."""
     from backend.audio.features import AudioConfig, analyze
 
     audio_path = Path(audio_path)
     if not audio_path.is_file():
         raise NotFound(f"audio file not found: {audio_path}")
     config = AudioConfig()
-    digest = hashlib.sha256(audio_path.read_bytes() + repr(config).encode()).hexdigest()[:20]
-    folder = cache_dir("features")
-    cached = folder / f"{audio_path.stem}-{digest}.npz"
+    cached = features_cache_path(audio_path, config)
     if cached.is_file():
         try:
-            rows = read_feature_file(cached)
-            return FeatureRows(rows.values, rows.times, str(audio_path))
+            return rows_of(load_features(cached), str(audio_path))
         except (InvalidInput, NotFound):
             pass  # a damaged cache entry is recomputed below
     features = analyze(audio_path, config=config, progress=progress)
-    values = _check_rows(features.values, str(audio_path))
-    times = np.asarray(features.times, dtype=np.float64)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(cached) as tmp, open(tmp, "wb") as f:
-            np.savez(f, values=values, times=times)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        save_features(features, cached)
     except (OSError, InvalidInput):
         pass  # caching is an optimisation; a read-only checkout still works
-    return FeatureRows(values=values, times=times, source=str(audio_path))
+    return rows_of(features, str(audio_path))
 
 
 def load_rows(source: str | os.PathLike | None = None, *, progress: ProgressCallback | None = None) -> FeatureRows:
@@ -126,7 +99,7 @@ def load_rows(source: str | os.PathLike | None = None, *, progress: ProgressCall
 
 
 def is_feature_file(source: str | os.PathLike) -> bool:
-    return Path(source).suffix.lower() in FEATURE_FILE_SUFFIXES
+    return Path(source).suffix.lower() in READ_SUFFIXES
 
 
 def check_source(source: str | os.PathLike | None) -> FeatureRows | None:
