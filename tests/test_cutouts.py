@@ -101,10 +101,11 @@ def test_a_training_step_sends_all_augmented_cutouts_to_clip_in_one_batch(tiny_c
     import backend.train.loop as trainer_module
     from backend.train.audio_rows import read_feature_file
     from backend.clip.prompts import parse_prompts
+    from backend.model.cppn import CPPNConfig
     from backend.train.run import TrainConfig
     from backend.train.loop import Trainer
 
-    config = TrainConfig(steps=4, resolutions=(32,), hidden=16, depth=2, cutouts=5, device="cpu",
+    config = TrainConfig(steps=4, resolutions=(32,), model=CPPNConfig(hidden=16, depth=2), cutouts=5, device="cpu",
                          clip_model="unused", pretrained=None)
     trainer = Trainer(config, prompts=parse_prompts("ink"), negatives=[], rows=read_feature_file(features_file),
                       device=torch.device("cpu"), clip=tiny_clip)

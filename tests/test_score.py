@@ -21,8 +21,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_clip_dir, features_file):
     folder = tmp_path_factory.mktemp("styles")
-    config = TrainConfig(steps=40, resolutions=(32, 64), hidden=32, depth=3, clip_model=f"local-dir:{tiny_clip_dir}",
-                         pretrained=None, cutouts=4, features=str(features_file), eval_every=10, lr=1e-2, device="cpu")
+    config = TrainConfig(steps=40, resolutions=(32, 64), model=CPPNConfig(hidden=32, depth=3),
+                         clip_model=f"local-dir:{tiny_clip_dir}", pretrained=None, cutouts=4, features=str(features_file), eval_every=10, lr=1e-2, device="cpu")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -25,7 +25,7 @@ def tiny_config(tiny_clip_dir, features_file):
         settings = dict(steps=12, resolutions=(32, 48), hidden=16, depth=3, clip_model=f"local-dir:{tiny_clip_dir}",
                         pretrained=None, cutouts=3, features=str(features_file), eval_every=4, lr=1e-2,
                         checkpoint_every=5, device="cpu")
-        return TrainConfig(**{**settings, **changes})
+        return TrainConfig.from_dict({**settings, **changes})
     return make
 
 
@@ -46,7 +46,7 @@ def test_a_gradient_reaches_every_cppn_layer_also_when_views_are_recomputed(tiny
     rows = read_feature_file(features_file)
     grads = []
     for budget_gb in (None, 1e-6):  # 1e-6 GB forces one view per checkpointed chunk
-        trainer = Trainer(TrainConfig(**{**config.to_dict(), "memory_budget_gb": budget_gb}),
+        trainer = Trainer(TrainConfig.from_dict({**config.to_dict(), "memory_budget_gb": budget_gb}),
                           prompts=parse_prompts("ink in water"), negatives=[], rows=rows,
                           device=torch.device("cpu"), clip=tiny_clip)
         assert (trainer._chunk(32, 4) is None) == (budget_gb is None)
@@ -56,7 +56,7 @@ def test_a_gradient_reaches_every_cppn_layer_also_when_views_are_recomputed(tiny
         grads.append({n: p.grad.clone() for n, p in trainer.model.named_parameters()})
     names = set(grads[0])
     assert {"coord_weight", "time_weight", "first_bias", "out.weight", "out.bias"} <= names
-    assert {f"hidden_layers.{i}.weight" for i in range(config.depth - 1)} <= names
+    assert {f"hidden_layers.{i}.weight" for i in range(config.model.depth - 1)} <= names
     for name in names:
         assert torch.isfinite(grads[0][name]).all() and grads[0][name].abs().sum() > 0, name
         assert torch.allclose(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-7), name

@@ -15,6 +15,7 @@ import torch
 
 from backend.train.checkpoint import load_checkpoint
 from backend.errors import Cancelled
+from backend.model.config import CPPNConfig
 from backend.styles.library import load_style
 from backend.train.run import TrainConfig, train
 from clip_fixtures import features_file, tiny_clip_dir  # noqa: F401
@@ -89,7 +90,7 @@ def test_train_command_writes_the_style_and_its_record(tiny_clip_dir, features_f
 
 
 def test_resume_continues_an_interrupted_run_from_the_command_line(tiny_clip_dir, features_file, tmp_path):
-    config = TrainConfig(steps=8, resolutions=(32,), hidden=16, depth=2, cutouts=2, eval_every=4,
+    config = TrainConfig(steps=8, resolutions=(32,), model=CPPNConfig(hidden=16, depth=2), cutouts=2, eval_every=4,
                          clip_model=f"local-dir:{tiny_clip_dir}", pretrained=None, features=str(features_file),
                          device="cpu")
     threads = torch.get_num_threads()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from backend.cli.console import ProgressBar, device_type
 from backend.model.device import spellings
+from backend.train.config import TrainConfig
 
 EPILOG = """\
 examples:
@@ -29,22 +30,34 @@ into the style library. Ctrl-C stops after the current step and saves a checkpoi
 checkpoint is kept every --checkpoint-every steps).
 """
 
-# option name -> TrainConfig field; each defaults to None so --resume knows what was given
-CONFIG_OPTIONS = ("steps", "resolutions", "hidden", "depth", "clip_model", "pretrained", "cutouts", "lr", "seed",
-                  "device", "negative", "negative_weight", "features", "checkpoint_every", "eval_every")
+# option name -> flat training setting (TrainConfig.from_dict); each defaults to None so --resume knows
+# what was given
+CONFIG_OPTIONS = ("steps", "resolutions", "hidden", "depth", "first_omega", "time_omega", "time_periods",
+                  "clip_model", "pretrained", "cutouts", "lr", "seed", "device", "negative", "negative_weight",
+                  "features", "checkpoint_every", "eval_every")
 
 
-def _resolutions(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes like 256,512, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one size, e.g. 256,512")
-    return values
+def _numbers(kind, example: str):
+    """An argparse type for comma-separated numbers such as ``256,512``."""
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(kind(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected numbers like {example}, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected at least one number, e.g. {example}")
+        return values
+
+    return parse
+
+
+def _listed(values) -> str:
+    return ",".join(f"{v:g}" for v in values)
 
 
 def add_parser(subparsers) -> None:
+    defaults = TrainConfig()
+    net = defaults.model
     parser = subparsers.add_parser(
         "train", help="train a style from a text prompt (CLIP guidance)",
         description="Train a new style: a CPPN optimised so that its frames, at any time and under "
@@ -58,28 +71,42 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--name", required=True, help="style name: the file NAME.safetensors in the library")
     parser.add_argument("--negative", default=None, help='things to steer away from, same syntax (e.g. "text, blur")')
     parser.add_argument("--negative-weight", type=float, default=None,
-                        help="how hard to avoid the negative prompt (default 0.5)")
-    parser.add_argument("--steps", type=int, default=None, help="optimisation steps in all (default 800)")
-    parser.add_argument("--resolutions", type=_resolutions, default=None,
-                        help="cutout sizes in pixels, coarse to fine, steps split evenly (default 256,512)")
-    parser.add_argument("--hidden", type=int, default=None, help="CPPN width, sine units per layer (default 128)")
-    parser.add_argument("--depth", type=int, default=None, help="CPPN sine layers (default 4)")
-    parser.add_argument("--clip-model", default=None, help="open_clip architecture (default ViT-B-32)")
+                        help=f"how hard to avoid the negative prompt (default {defaults.negative_weight:g})")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"optimisation steps in all (default {defaults.steps})")
+    parser.add_argument("--resolutions", type=_numbers(int, "256,512"), default=None,
+                        help=f"cutout sizes in pixels, coarse to fine, steps split evenly "
+                             f"(default {_listed(defaults.resolutions)})")
+    parser.add_argument("--clip-model", default=None, help=f"open_clip architecture (default {defaults.clip_model})")
     parser.add_argument("--pretrained", default=None,
-                        help="weights: a tag already in the local cache (default laion2b_s34b_b79k), a weights "
+                        help=f"weights: a tag already in the local cache (default {defaults.pretrained}), a weights "
                              "file path, local-dir:FOLDER (config + weights), or 'random' for benchmarks")
-    parser.add_argument("--cutouts", type=int, default=None, help="views per step, one CLIP batch (default 8)")
-    parser.add_argument("--lr", type=float, default=None, help="peak learning rate of Adam (default 0.002)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the network and every random draw (default 0)")
+    parser.add_argument("--cutouts", type=int, default=None,
+                        help=f"views per step, one CLIP batch (default {defaults.cutouts})")
+    parser.add_argument("--lr", type=float, default=None, help=f"peak learning rate of Adam (default {defaults.lr:g})")
+    parser.add_argument("--seed", type=int, default=None,
+                        help=f"seed of the network and every random draw (default {defaults.seed})")
     parser.add_argument("--device", type=device_type(), default=None, metavar="DEVICE",
-                        help=f"{spellings()}; auto is CUDA when present (default auto)")
+                        help=f"{spellings()}; auto is CUDA when present (default {defaults.device})")
     parser.add_argument("--features", default=None,
                         help="music the style must hold up under: a features file (.npz/.json from "
-                             "'audio-cppn features') or an audio file (default: the demo track)")
+                             "'audio-cppn features', or a (frames, 24) .npy array) or an audio file "
+                             "(default: the demo track)")
     parser.add_argument("--checkpoint-every", type=int, default=None,
-                        help="steps between checkpoints for --resume (default 100)")
+                        help=f"steps between checkpoints for --resume (default {defaults.checkpoint_every})")
     parser.add_argument("--eval-every", type=int, default=None,
-                        help="steps between evaluations that choose the best weights (default 50)")
+                        help=f"steps between evaluations that choose the best weights (default {defaults.eval_every})")
+    network = parser.add_argument_group("the network (a style's architecture)")
+    network.add_argument("--hidden", type=int, default=None, help=f"sine units per layer (default {net.hidden})")
+    network.add_argument("--depth", type=int, default=None, help=f"sine layers (default {net.depth})")
+    network.add_argument("--first-omega", type=float, default=None, metavar="W",
+                         help=f"spatial frequency of the first layer, radians per unit: higher gives finer "
+                              f"patterns (default {net.first_omega:g})")
+    network.add_argument("--time-omega", type=float, default=None, metavar="W",
+                         help=f"how far the slow time drift moves the pattern (default {net.time_omega:g})")
+    network.add_argument("--time-periods", type=_numbers(float, "29,71"), default=None, metavar="SECONDS",
+                         help=f"seconds per cycle of each slow drift, comma-separated "
+                              f"(default {_listed(net.time_periods)})")
     parser.add_argument("--resume", action="store_true", help="continue NAME's interrupted run from its checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing style or interrupted run")
     parser.add_argument("--styles-dir", type=Path, default=None,
@@ -131,15 +158,20 @@ def _interrupted(args) -> int:
     return 130
 
 
+def given_settings(args) -> dict:
+    """The flat training settings given on the command line (what --resume may override)."""
+    return {k: getattr(args, k) for k in CONFIG_OPTIONS if getattr(args, k) is not None}
+
+
 def run(args) -> int:
     from backend.errors import Cancelled
-    from backend.train.run import TrainConfig, resume_config, train
+    from backend.train.run import resume_config, train
 
-    given = {k: getattr(args, k) for k in CONFIG_OPTIONS if getattr(args, k) is not None}
+    given = given_settings(args)
     if args.resume:
         _, config = resume_config(args.name, styles_dir=args.styles_dir, **given)
     else:
-        config = TrainConfig(**given)
+        config = TrainConfig.from_dict(given)
     bar = ProgressBar("step", quiet=args.quiet, postfix_keys=("similarity", "steps_per_s", "resolution"))
     stop = StopRequest()
 

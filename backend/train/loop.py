@@ -12,7 +12,7 @@ import torch
 from backend.train.audio_rows import AudioSampler, FeatureRows, spread_rows
 from backend.train.checkpoint import Checkpoint, save_checkpoint
 from backend.clip.models import ClipModel, load_clip
-from backend.model.cppn import CPPN, CPPNConfig
+from backend.model.cppn import CPPN
 from backend.train.cutouts import Views, augment, fixed_views, sample_views, view_coords
 from backend.train.guidance import TextTargets, frames_per_chunk, render_views
 from backend.progress import Progress, ProgressCallback, report
@@ -39,7 +39,7 @@ class Trainer:
         self.device = device
         self.clip = clip or load_clip(config.clip_model, config.pretrained, device=device)
         self.targets = TextTargets.encode(self.clip, prompts, negatives)
-        self.model = CPPN(CPPNConfig(hidden=config.hidden, depth=config.depth, seed=config.seed)).to(device)
+        self.model = CPPN(config.model).to(device)
         self.model.train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.generator = torch.Generator().manual_seed(config.seed)  # every random draw of the run
@@ -60,7 +60,7 @@ class Trainer:
         self.consistent = True  # False while a step is half done: no checkpoint may be taken then
 
     def _chunk(self, size: int, views: int) -> int | None:
-        chunk = frames_per_chunk(size * size, hidden=self.config.hidden, depth=self.config.depth,
+        chunk = frames_per_chunk(size * size, hidden=self.config.model.hidden, depth=self.config.model.depth,
                                  budget_bytes=self.budget_bytes)
         return chunk if chunk < views else None
 

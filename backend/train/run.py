@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -49,8 +49,7 @@ def resume_config(name: str, *, styles_dir: Path | None = None, **overrides) -> 
         raise NotFound(f"no interrupted run of {name!r} to resume: {path} does not exist",
                        fix="start a new run without --resume")
     state = load_checkpoint(path).state
-    known = {f.name for f in fields(TrainConfig)}
-    return state["prompt"], TrainConfig(**{**state["settings"], **{k: v for k, v in overrides.items() if k in known}})
+    return state["prompt"], TrainConfig.from_dict({**state["settings"], **overrides})
 
 
 def recorded_config(config: TrainConfig) -> TrainConfig:
@@ -62,15 +61,16 @@ def recorded_config(config: TrainConfig) -> TrainConfig:
 
 
 def _check_resume(state: dict, prompt: str | None, config: TrainConfig | None) -> tuple[str, TrainConfig]:
-    saved = recorded_config(TrainConfig(**state["settings"]))
+    saved = recorded_config(TrainConfig.from_dict(state["settings"]))
     if prompt is not None and prompt.strip() and prompt.strip() != state["prompt"]:
         raise Conflict(f"the interrupted run was trained on {state['prompt']!r}, not {prompt.strip()!r}",
                        fix="resume with the same prompt, or start over with --overwrite")
     if config is None:
         return state["prompt"], saved
     config = recorded_config(config)
-    changed = [f"{k} ({getattr(saved, k)!r} -> {getattr(config, k)!r})" for k in saved.to_dict()
-               if k not in RESUMABLE_CHANGES and getattr(saved, k) != getattr(config, k)]
+    before, after = saved.to_dict(), config.to_dict()
+    changed = [f"{k} ({before[k]!r} -> {after[k]!r})" for k in before
+               if k not in RESUMABLE_CHANGES and before[k] != after[k]]
     if changed:
         raise Conflict("cannot resume with different settings: " + ", ".join(changed),
                        fix="resume with the original settings, or start over with --overwrite")
