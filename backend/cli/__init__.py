@@ -3,16 +3,22 @@
 Each command module has ``add_parser(subparsers)`` (which sets ``func``) and a ``run(args)``
 returning an exit code. :func:`main` turns every :class:`BackendError` into one line on stderr
 and exit code 2 — never a traceback for a mistake the user can fix.
+
+Building the parser loads no heavy library (torch, numba, scipy, librosa, OpenImageIO, PyAV,
+matplotlib): a command imports those inside ``run``, so ``--help`` and typos answer at once.
+``tests/test_cli_startup.py`` holds every command module to that.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
 from backend import __version__
 from backend.cli import console
+from backend.paths import cache_dir
 
 COMMANDS = ("features", "styles", "render", "demo", "train", "score")
 
@@ -25,15 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"audio-cppn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    import importlib
-
-    for name in COMMANDS:  # imported here: each command loads its heavy libraries only when run
+    for name in COMMANDS:
         importlib.import_module(f"backend.cli.{name}_cmd").add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "audio-cppn", "numba"))
+    # numba compiles on first use (~28 s); its cache must outlive the process. Set before any command
+    # imports numba, which reads the variable once.
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir("numba")))
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

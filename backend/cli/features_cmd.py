@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from backend.atomic import write_bytes
-from backend.audio.features import AudioConfig, analyze
 from backend.cli.console import ProgressBar
 from backend.errors import InvalidInput
 from backend.audio.files import check_output_path, features_bytes
@@ -64,6 +63,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from backend.audio.features import AudioConfig, analyze  # numba and scipy: only when the command runs
+
     if args.demo == bool(args.audio):
         raise InvalidInput("give one AUDIO file to analyse, or --demo for the bundled demo track")
     config = AudioConfig(fps=args.fps, frame_start=args.frame_start, zero_phase=not args.causal)

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import OpenImageIO as oiio
 
 from backend import __version__
 from backend.atomic import atomic_path
@@ -93,6 +92,8 @@ def png_pixels(colour: np.ndarray, *, depth: int = 8, alpha: bool = False) -> np
 
 def _write_pixels(path: Path, pixels: np.ndarray, fmt: str, attributes: dict) -> Path:
     """Write ``pixels`` (H, W, C) with OIIO to a temporary name, then rename it to ``path``."""
+    import OpenImageIO as oiio  # here, not at the top: the CLI reads this module's format lists for --help
+
     path = Path(path)
     h, w, c = pixels.shape
     spec = oiio.ImageSpec(w, h, c, {np.float16: "half", np.uint8: "uint8", np.uint16: "uint16"}[pixels.dtype.type])
@@ -169,6 +170,8 @@ class ImageFormat:
 
 def read_image(path: Path) -> np.ndarray:
     """Stored pixels as float32 (H, W, C): EXR as written (linear, premultiplied), PNG scaled to [0, 1]."""
+    import OpenImageIO as oiio
+
     hints = oiio.ImageSpec()
     hints.attribute("oiio:UnassociatedAlpha", 1)  # PNG alpha as stored (straight), not premultiplied
     inp = oiio.ImageInput.open(str(path), hints)
@@ -196,6 +199,8 @@ def read_display(path: Path) -> np.ndarray:
 
 def image_header(path: Path) -> tuple[int, int, int, str] | None:
     """(width, height, channels, pixel type) from a file's header, or None if it is not a readable image."""
+    import OpenImageIO as oiio
+
     inp = oiio.ImageInput.open(str(path))
     if inp is None:
         oiio.geterror()  # clear OIIO's per-thread error so it does not leak into a later message
