@@ -15,7 +15,7 @@ from backend.errors import Cancelled
 
 @dataclass
 class Progress:
-    stage: str  # what is running: "analyse", "render", "train", "encode", ...
+    stage: str  # what is running: "analyse", "render", "load", "train", "save", "score"
     done: int  # units finished so far (frames, steps, blocks)
     total: int  # units in all; 0 when unknown
     message: str = ""  # one human line, e.g. "frame 120" or "similarity 0.231"

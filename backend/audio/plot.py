@@ -7,13 +7,9 @@ every lane, the frame numbers on top and seconds below, and chroma as a pitch-cl
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 
 import numpy as np
 
-from backend.atomic import write_bytes
-from backend.audio.files import check_output_path
 from backend.audio.names import BANDS, CHROMA, FEATURE_INDEX
 
 LANES = (*BANDS, "rms", "onset", "beat_pulse", "beat_sin", "beat_cos", "tempo", "centroid")
@@ -21,12 +17,6 @@ _COLOURS = {"sub": "#7a0177", "bass": "#c51b8a", "low_mid": "#f768a1", "high_mid
             "treble": "#fecc5c", "rms": "#2c7fb8", "onset": "#e31a1c", "beat_pulse": "#238b45",
             "beat_sin": "#74c476", "beat_cos": "#a1d99b", "tempo": "#6a51a3", "centroid": "#8c6d31"}
 _PITCHES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-
-
-def plot_features(features, path: str | os.PathLike, *, title: str | None = None) -> Path:
-    """Draw every feature of ``features`` over time into a PNG at ``path`` (written atomically)."""
-    path = check_output_path(path, (".png",))
-    return write_bytes(path, plot_png(features, title=title))
 
 
 def plot_png(features, *, title: str | None = None) -> bytes:

@@ -43,13 +43,6 @@ class Style:
     path: Path | None = None
     sha256: str = ""  # of the style file; renders record it
 
-    @property
-    def preview_path(self) -> Path | None:
-        if self.path is None:
-            return None
-        p = self.path.with_suffix(".png")
-        return p if p.exists() else None
-
 
 def check_style_name(name: str) -> str:
     if not _NAME.match(name or ""):
