@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from backend.train.audio_rows import FeatureRows
-from backend.clip.models import load_clip, resolve_device
+from backend.clip.models import load_clip
+from backend.model.device import resolve_device
 from backend.audio.names import FEATURE_NAMES
 from backend.clip.prompts import parse_prompts
 from backend.train.run import TrainConfig, train
