@@ -1,14 +1,25 @@
-"""The bundled library: the committed files are exactly what the recipes make, and they look distinct."""
+"""The bundled library: the committed files are exactly what the recipes make on any CPU, and they
+look distinct."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
+from backend.model.cppn import CPPN, CPPNConfig
 from backend.writers.image import read_image
 from backend.styles.procedural import RECIPES, build_procedural
 from backend.styles.library import DEFAULT_STYLE, default_styles_dir, list_styles, load_style
 
 LIBRARY = default_styles_dir()
+ROOT = LIBRARY.parent
+# What this machine can pretend to be: no AVX2 in torch's own kernels, SSE4.2 BLAS, baseline numpy.
+# (torch's float32 randn once gave other bytes under the first of these.)
+OTHER_CPU = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+             "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"}
 
 
 def test_at_least_six_procedural_styles_with_previews_under_5mb():
@@ -22,11 +33,35 @@ def test_at_least_six_procedural_styles_with_previews_under_5mb():
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda r: r.name)
 def test_committed_style_is_what_its_recipe_builds(recipe):
+    """Bit for bit: the build is CPU-independent (float64 folds, exact seeded draws)."""
     style = load_style(recipe.name, styles_dir=LIBRARY)
     assert style.kind == "procedural" and style.metadata["recipe"]["seed"] == recipe.seed
     built = build_procedural(recipe).state_dict()
     for key, value in style.model.state_dict().items():
         assert torch.equal(value, built[key]), f"{recipe.name}.{key} differs: run python -m backend.styles.procedural"
+
+
+def test_the_build_does_not_depend_on_the_cpus_vector_instructions(tmp_path):
+    out = tmp_path / "styles"
+    subprocess.run([sys.executable, "-m", "backend.styles.procedural", "--out", str(out)],
+                   env={**os.environ, **OTHER_CPU}, cwd=ROOT, check=True, capture_output=True)
+    for recipe in RECIPES:
+        name = f"{recipe.name}.safetensors"
+        assert (out / name).read_bytes() == (LIBRARY / name).read_bytes(), f"{name} depends on the CPU"
+
+
+def test_the_palette_is_folded_into_the_output_layer():
+    """The folded network's logits are the palette applied to the plain network's (float64 reference)."""
+    recipe = next(r for r in RECIPES if r.name == "aurora")
+    plain = CPPN(CPPNConfig(seed=recipe.seed, first_omega=recipe.first_omega, hidden_omega=recipe.hidden_omega))
+    folded = build_procedural(recipe)
+    h = torch.rand(50, plain.config.hidden, dtype=torch.float64) * 2 - 1
+    matrix, offset = torch.tensor(recipe.colour_matrix, dtype=torch.float64), torch.tensor(recipe.colour_offset)
+    expected = (h @ plain.out.weight.double().T) @ matrix.T + offset.double()
+    got = h @ folded.out.weight.double().T + folded.out.bias.double()
+    assert torch.allclose(got, expected, atol=1e-5)
+    gains = torch.tensor(recipe.coord_gains)
+    assert torch.allclose(folded.coord_weight, plain.coord_weight * gains, rtol=1e-6, atol=0)
 
 
 def test_previews_are_distinct_pictures():
