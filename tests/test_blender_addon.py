@@ -24,7 +24,7 @@ from scipy import signal
 import build_addon
 from backend.writers.image import read_image
 from backend.render.job import RenderConfig, render
-from tests.signals import write_audio
+from tests.helpers.signals import write_audio
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECK_SCRIPT = ROOT / "tests" / "blender" / "check_load_render.py"

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from backend.clip.compat import import_open_clip
 from backend.clip.models import find_cached_model, load_clip, resolve_device, resolve_weights
 from backend.errors import DeviceUnavailable, InvalidInput, NotFound
-from clip_fixtures import TINY_CLIP_CONFIG, one_torch_thread, tiny_clip, tiny_clip_dir  # noqa: F401
+from tests.helpers.tiny_clip import TINY_CLIP_CONFIG
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

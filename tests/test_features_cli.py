@@ -12,7 +12,7 @@ import pytest
 
 from backend.cli import main
 from backend.audio.names import FEATURE_NAMES
-from signals import click_track, tone, write_audio
+from tests.helpers.signals import click_track, tone, write_audio
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,13 +13,10 @@ from backend.model.cppn import CPPN, CPPNConfig
 from backend.writers.image import read_image
 from backend.styles.procedural import RECIPES, build_procedural
 from backend.styles.library import DEFAULT_STYLE, default_styles_dir, list_styles, load_style
+from tests.helpers.cpu import OTHER_CPU
 
 LIBRARY = default_styles_dir()
 ROOT = LIBRARY.parent
-# What this machine can pretend to be: no AVX2 in torch's own kernels, SSE4.2 BLAS, baseline numpy.
-# (torch's float32 randn once gave other bytes under the first of these.)
-OTHER_CPU = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-             "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"}
 
 
 def test_at_least_six_procedural_styles_with_previews_under_5mb():

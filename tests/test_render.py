@@ -18,14 +18,11 @@ from backend.paths import file_sha256
 from backend.render.job import RenderConfig, parse_frame_range, parse_size, render
 from backend.styles.library import DEFAULT_STYLE, load_style, save_style
 from backend.writers.video import probe_video
-from tests.signals import click_track, irregular_times, pulse_train, tone, write_audio
+from tests.helpers.cpu import OTHER_CPU
+from tests.helpers.signals import click_track, irregular_times, pulse_train, tone, write_audio
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(width=64, height=36)
-# Another CPU, as far as this one can pretend: torch's kernels without AVX2, SSE4.2 BLAS, baseline
-# numpy and numba code for a generic x86-64 (no FMA).
-OTHER_CPU = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-             "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR", "NUMBA_CPU_NAME": "generic"}
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from backend.writers.image import image_header
 from backend.styles.library import save_style
 from backend.timebase import frame_count_for_seconds
 from backend.writers.video import probe_video
-from tests.signals import pulse_train, write_audio
+from tests.helpers.signals import pulse_train, write_audio
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from backend.errors import InvalidInput
 from backend.train.score import score_style
 from backend.styles.library import load_style
 from backend.train.run import TrainConfig, train
-from clip_fixtures import features_file, one_torch_thread, tiny_clip, tiny_clip_dir, write_tiny_clip  # noqa: F401
+from tests.helpers.tiny_clip import write_tiny_clip
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -17,7 +17,6 @@ from backend.train.checkpoint import load_checkpoint
 from backend.errors import Cancelled
 from backend.styles.library import load_style
 from backend.train.run import TrainConfig, train
-from clip_fixtures import features_file, tiny_clip_dir  # noqa: F401
 
 
 def cli(*args, env=None, timeout=180):
