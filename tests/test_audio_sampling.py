@@ -5,7 +5,8 @@ import torch
 from backend.train.audio_rows import AudioSampler, FeatureRows, analysed_rows, check_source, spread_rows
 from backend.audio.files import load_features
 from backend.errors import InvalidInput, NotFound
-from clip_fixtures import features_file, synthetic_features  # noqa: F401
+from tests.helpers.signals import tone, write_audio
+from tests.helpers.tiny_clip import synthetic_features
 
 
 @pytest.fixture
@@ -82,8 +83,6 @@ def test_check_source_reads_feature_files_and_probes_audio(features_file, tmp_pa
 
 
 def test_analysed_features_are_cached_in_the_project_cache_folder(tmp_path, monkeypatch):
-    from signals import tone, write_audio
-
     monkeypatch.setenv("AUDIO_CPPN_CACHE", str(tmp_path / "cache"))
     audio = write_audio(tmp_path / "tone.wav", tone(220.0, sr=22050, duration=2.0), sr=22050)
     first = analysed_rows(audio)
