@@ -118,7 +118,7 @@ def test_resuming_with_other_settings_is_refused_naming_them_and_a_new_device_is
         settings = dict(steps=6, resolutions=(32,), hidden=8, depth=2, clip_model=f"local-dir:{tiny_clip_dir}",
                         pretrained=None, cutouts=2, features=str(features_file), eval_every=3, checkpoint_every=2,
                         lr=1e-2, device="cpu")
-        return TrainConfig(**{**settings, **changes})
+        return TrainConfig.from_dict({**settings, **changes})
 
     with pytest.raises(Cancelled):  # cancelled after step 3: a checkpoint stays behind
         train("ink", name="run", config=config(), styles_dir=tmp_path,
