@@ -212,3 +212,28 @@ def test_sigterm_stops_a_render_and_removes_its_unfinished_files(tmp_path, outpu
         from backend.writers.image import read_image
 
         assert all(read_image(tmp_path / name).shape == (90, 160, 4) for name in left if name.endswith(".exr"))
+
+
+def test_a_damaged_folder_is_one_line_and_overwrite_starts_it_afresh(kit, tmp_path, capsys):
+    damaged = {
+        "deep": ("[" * 100_000 + "]" * 100_000, "is not a readable render manifest"),
+        "ranges": (json.dumps({"format_version": 1, "ranges": "all of them"}), "has damaged frame ranges"),
+        "audio": (json.dumps({"format_version": 1, "ranges": [], "audio": [1]}), "has a damaged 'audio' entry"),
+    }
+    for name, (text, _) in damaged.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(text)
+    (tmp_path / "locked" / ".audio-cppn.lock").mkdir(parents=True)  # something else where our lock goes
+    before = snapshot(tmp_path)
+    for name, (_, message) in damaged.items():
+        assert_one_line_error(*cli(capsys, "render", kit["audio"], "-s", kit["style"], "-o", tmp_path / name,
+                                   *SMALL)[::2], message)
+    assert_one_line_error(*cli(capsys, "render", kit["audio"], "-s", kit["style"], "-o", tmp_path / "locked",
+                               *SMALL)[::2], "cannot lock")
+    assert_one_line_error(*cli(capsys, "render", kit["audio"], "-s", kit["style"], "-o", "", *SMALL)[::2],
+                          "the output path is empty")
+    assert_untouched(before, tmp_path)
+    code, stdout, _ = cli(capsys, "render", kit["audio"], "-s", kit["style"], "-o", tmp_path / "ranges",
+                          "--overwrite", *SMALL)
+    assert code == 0 and "rendered 45 frames" in stdout
+    assert json.loads((tmp_path / "ranges" / "manifest.json").read_text())["ranges"] == [[1, 45]]

@@ -38,7 +38,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("audio", type=Path, help="the track: wav, flac, ogg, mp3 or a video with an audio track")
     parser.add_argument("-s", "--style", default=DEFAULT_STYLE,
                         help=f"style name in the library or path to a .safetensors style (default: {DEFAULT_STYLE})")
-    parser.add_argument("-o", "--output", type=Path, required=True,
+    parser.add_argument("-o", "--output", required=True,  # a str: Path("") would quietly mean "here"
                         help="a folder for the image sequence, or a file ending in .mp4")
     add_picture_options(parser)
     parser.add_argument("--format", choices=("exr", "png"), default="exr",

@@ -80,6 +80,8 @@ def check_render_request(audio: str | os.PathLike, style: str | os.PathLike | St
     config = config or RenderConfig()
     if not isinstance(config, RenderConfig):
         raise InvalidInput(f"config must be a RenderConfig, got {type(config).__name__}")
+    if not str(output).strip():
+        raise InvalidInput("the output path is empty; give a folder for frames or a path ending in .mp4")
     audio_path = check_path_names(audio, "audio")
     output = check_path_names(output, "output")
     video_path = check_path_names(video, "--video") if video is not None else None
@@ -95,8 +97,8 @@ def check_render_request(audio: str | os.PathLike, style: str | os.PathLike | St
     config.audio_config()  # the analysis options are valid
     from backend.audio.io import probe_audio  # audio code loads only when a render really starts
 
-    info = probe_audio(audio_path)
     loaded = style if isinstance(style, Style) else load_style(style, styles_dir=styles_dir)
+    info = probe_audio(audio_path)
     track, frames = frame_range(config, frame_count(info.n_samples, info.sample_rate, config.fps))
     if video_path is not None:
         _check_video_target(video_path, audio_path, config, folder)
