@@ -237,3 +237,35 @@ def test_a_damaged_folder_is_one_line_and_overwrite_starts_it_afresh(kit, tmp_pa
                           "--overwrite", *SMALL)
     assert code == 0 and "rendered 45 frames" in stdout
     assert json.loads((tmp_path / "ranges" / "manifest.json").read_text())["ranges"] == [[1, 45]]
+
+
+def test_a_read_only_folder_is_one_line_before_any_work(kit, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    ro = tmp_path / "ro"
+    (ro / "done").mkdir(parents=True)
+    (ro / "keep.txt").write_text("mine")
+    assert cli_process("render", kit["audio"], "-s", kit["style"], "-o", ro / "done", *SMALL).returncode == 0
+    for folder in (ro / "done", ro):
+        folder.chmod(0o555)
+    before = snapshot(tmp_path)
+    drop = ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c"]
+    if shutil.which("capsh") is None:
+        pytest.skip("no capsh here: cannot drop root's right to write anywhere")
+    if subprocess.run([*drop, f"touch {ro}/probe"], capture_output=True).returncode == 0:
+        (ro / "probe").unlink()
+        pytest.skip("dropping CAP_DAC_OVERRIDE did not make a 0555 folder read-only on this machine")
+    try:
+        for target, extra in ((ro / "new", []), (ro / "done", ["--overwrite"]), (ro / "v.mp4", [])):
+            command = " ".join(f"'{a}'" for a in [sys.executable, "-m", "backend", "render", kit["audio"], "-s",
+                                                   kit["style"], "-o", target, *extra, *SMALL])
+            result = subprocess.run([*drop, command], capture_output=True, text=True, env={**os.environ,
+                                    "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=300)
+            assert_one_line_error(result.returncode, result.stderr, "Permission denied")
+            assert "cannot write to" in result.stderr or "cannot create" in result.stderr
+            assert_untouched(before, tmp_path)
+    finally:
+        for folder in (ro, ro / "done"):
+            folder.chmod(0o755)
