@@ -82,3 +82,25 @@ def test_check_render_request_refuses_what_render_would_without_writing_anything
         with pytest.raises(Conflict, match="is being written by process"):
             check_render_request(audio, style, tmp_path / "out", config=config)
     assert_untouched(before, tmp_path)
+
+
+def test_a_folder_from_before_the_fingerprint_resumes_when_its_audio_hash_matches(tmp_path):
+    from backend.paths import file_sha256
+
+    y, _ = pulse_train(120, sr=22050, duration=1.0)
+    audio = write_audio(tmp_path / "a.wav", y, 22050)
+    style = save_style(CPPN(CPPNConfig(seed=1, hidden=8, depth=2)), tmp_path / "s.safetensors", name="s",
+                       kind="procedural")
+    config = RenderConfig(width=16, height=8)
+    render(audio, style, tmp_path / "out", config=config)
+    path = tmp_path / "out" / "manifest.json"
+    old = json.loads(path.read_text())
+    del old["audio"]["fingerprint"]
+    for sha, resumes in ((file_sha256(audio), True), ("0" * 64, False)):
+        old["audio"]["sha256"] = sha
+        path.write_text(json.dumps(old))
+        if resumes:
+            assert render(audio, style, tmp_path / "out", config=config).frames_skipped == 30
+        else:
+            with pytest.raises(Conflict, match="audio.fingerprint"):
+                render(audio, style, tmp_path / "out", config=config)

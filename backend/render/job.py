@@ -112,9 +112,9 @@ def render(audio: str | os.PathLike, style: str | os.PathLike | Style, output: s
 
 
 def _render_frames(request: RenderRequest, folder: OutputFolder | None, video_path: Path | None, features,
-                   track, frame_range, skip: set[int], progress) -> tuple[int, float, str, str]:
+                   track, frames: tuple[int, int], skip: set[int], progress) -> tuple[int, float, str, str]:
     """Compute the frames not in ``skip``, write them (and the video); returns (computed, seconds, device, precision)."""
-    config, (first, last) = request.config, frame_range
+    config, (first, last) = request.config, frames
     renderer = FrameRenderer(request.style, width=config.width, height=config.height, device=request.device,
                              reactivity=config.reactivity, seed=config.seed, threads=config.cpu_threads)
     numbers = np.arange(first, last + 1)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from backend.atomic import check_writable, create_folders, remove_created, remove_stale_temps
 from backend.errors import Conflict, InvalidInput
+from backend.paths import file_sha256
 from backend.render.folder_lock import OutputLock
 from backend.user_paths import kind_of
 from backend.render.manifest import MANIFEST_NAME, differences, merge_ranges, now_iso, read_manifest, write_manifest
@@ -105,6 +106,7 @@ class OutputFolder:
                                "but no manifest.json, so their settings are unknown",
                                fix="use --overwrite to replace them, or choose another folder")
         else:
+            _recognise_audio_of_older_manifest(old, manifest)
             changed = differences(old, manifest)
             if changed and not self.overwrite:
                 raise Conflict(f"{self.path} was rendered with other settings ({'; '.join(changed)})",
@@ -183,3 +185,13 @@ class OutputFolder:
     def manifest_path(self) -> Path:
         return self.path / MANIFEST_NAME
 
+
+def _recognise_audio_of_older_manifest(old: dict, new: dict) -> None:
+    """Manifests before the quick fingerprint named the audio by its full sha256: when that still
+    matches, the folder resumes (one full read of the file, once)."""
+    audio = old.get("audio") or {}
+    if "fingerprint" in audio or not isinstance(audio.get("sha256"), str):
+        return
+    with contextlib.suppress(OSError, ValueError):
+        if file_sha256(new["audio"]["path"]) == audio["sha256"]:
+            audio["fingerprint"] = new["audio"]["fingerprint"]
