@@ -136,7 +136,6 @@ def create_app(service: Service) -> FastAPI:
         if request.kind == "render":
             targets = job_requests.check_render(r, styles_dir=service.styles_dir, cuda=cuda)
         elif request.kind == "train":
-            r["given"] = sorted(request.model_fields_set & set(job_requests.TRAIN_CONFIG_FIELDS))
             targets = job_requests.check_train(r, request.model_fields_set, styles_dir=service.styles_dir, cuda=cuda)
         else:
             targets = job_requests.check_features(r)
@@ -144,7 +143,7 @@ def create_app(service: Service) -> FastAPI:
         if holder is not None:
             raise Conflict(f"job {holder['id']} ({holder['state']}) already writes {', '.join(targets)}",
                            fix=f"wait for job {holder['id']} or cancel it")
-        job = store.add(request.kind, r, targets, priority=request.priority)
+        job = store.add(request.kind, job_requests.stored(request), targets, priority=request.priority)
         log.info("job %d queued (%s -> %s)", job["id"], request.kind, ", ".join(targets))
         worker.wake()
         return _job(job, worker)

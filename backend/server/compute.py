@@ -111,10 +111,11 @@ def device_info(device: str) -> dict:
     return info
 
 
-def run_job(kind: str, r: dict, *, device: str, styles_dir: Path, resumed: bool, progress) -> dict:
+def run_job(kind: str, data: dict, *, device: str, styles_dir: Path, resumed: bool, progress) -> dict:
     """Run one validated request with the library function the CLI uses; returns the job's result."""
     from backend.server import requests
 
+    r, given = requests.parse_stored(data)
     job_device = device if r.get("device", "auto") == "auto" else None
     if kind == "render":
         from backend.render.job import render
@@ -131,7 +132,7 @@ def run_job(kind: str, r: dict, *, device: str, styles_dir: Path, resumed: bool,
                 "style": r["style"], "device": result.device, "precision": result.precision,
                 "render_s": round(result.render_s, 3), "elapsed_s": round(result.elapsed_s, 3)}
     if kind == "train":
-        return _train(r, device=job_device, styles_dir=styles_dir, resumed=resumed, progress=progress)
+        return _train(r, given, device=job_device, styles_dir=styles_dir, resumed=resumed, progress=progress)
     if kind == "features":
         from backend.atomic import write_bytes
         from backend.audio.features import analyze
@@ -151,7 +152,7 @@ def run_job(kind: str, r: dict, *, device: str, styles_dir: Path, resumed: bool,
     raise ValueError(f"unknown job kind {kind!r}")
 
 
-def _train(r: dict, *, device: str | None, styles_dir: Path, resumed: bool, progress) -> dict:
+def _train(r: dict, given: set[str], *, device: str | None, styles_dir: Path, resumed: bool, progress) -> dict:
     from backend.server import requests
     from backend.train.checkpoint import checkpoint_path
     from backend.train.run import resume_config, train
@@ -162,12 +163,12 @@ def _train(r: dict, *, device: str | None, styles_dir: Path, resumed: bool, prog
     if resumed and not has_checkpoint and style_file.exists() and not r["resume"]:
         return {"style": name, "style_path": str(style_file), "resumed": "finished before the restart"}
     if r["resume"]:
-        given = {k: r[k] for k in r.get("given", []) if k in requests.TRAIN_CONFIG_FIELDS}
-        if isinstance(given.get("resolutions"), list):
-            given["resolutions"] = tuple(given["resolutions"])
+        overrides = {k: r[k] for k in given if k in requests.TRAIN_CONFIG_FIELDS}
+        if isinstance(overrides.get("resolutions"), list):
+            overrides["resolutions"] = tuple(overrides["resolutions"])
         if device:
-            given["device"] = device
-        _, config = resume_config(name, styles_dir=styles_dir, **given)
+            overrides["device"] = device
+        _, config = resume_config(name, styles_dir=styles_dir, **overrides)
         resume, overwrite = True, False
     else:
         config = requests.train_config(r, device=device)

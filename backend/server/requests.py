@@ -123,6 +123,19 @@ JobRequest = Annotated[Union[RenderRequest, TrainRequest, FeaturesRequest], Fiel
 TRAIN_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
+def stored(request: _Request) -> dict:
+    """What the store keeps: the fields the client gave (so a resumed run knows what was asked)."""
+    return {"kind": request.kind, **request.model_dump(exclude_unset=True)}
+
+
+def parse_stored(data: dict) -> tuple[dict, set[str]]:
+    """A stored request -> (every field, defaults filled in; the names the client gave)."""
+    from pydantic import TypeAdapter
+
+    request = TypeAdapter(JobRequest).validate_python(data)
+    return request.model_dump(), set(request.model_fields_set)
+
+
 def absolute(value: str | None, what: str) -> Path | None:
     if value is None:
         return None
