@@ -8,6 +8,7 @@ its 4xx with ``{"error": {"kind", "message", "fix"}}``: the message the CLI woul
 from __future__ import annotations
 
 import os
+import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import anyio
 from fastapi import Body, FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import __version__
 from backend.errors import BackendError, Conflict, DeviceUnavailable, InvalidInput, NotFound
@@ -72,6 +74,7 @@ def create_app(service: Service) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app):
         worker.start()
+        threading.Thread(target=service.clip_weights, daemon=True).start()  # the first /health answers at once
         yield
         await anyio.to_thread.run_sync(worker.shutdown)
 
@@ -89,6 +92,11 @@ def create_app(service: Service) -> FastAPI:
             where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path"))
             parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
         return error_response(422, "InvalidInput", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):  # FastAPI's own 4xx (unreadable body...)
+        kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "InvalidInput")
+        return error_response(exc.status_code, kind, str(exc.detail))
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge):
@@ -207,15 +215,31 @@ def _job(job: dict, worker: Worker) -> Job:
     return Job(**out)
 
 
+_LIBRARY_CACHE: dict = {}  # folder listing signature -> (styles, problems): reading headers costs ~15 ms a style
+
+
 def _library(styles_dir: Path, problems: list[str]) -> list[StyleOut]:
     """The library folder's styles, plus the bundled ones it does not shadow (usable by name too)."""
     from backend.paths import bundled_styles_dir
-    from backend.styles.library import list_styles
 
     folders = [Path(styles_dir)]
     bundled = bundled_styles_dir()
     if bundled is not None and bundled.resolve() != Path(styles_dir).resolve():
         folders.append(bundled)
+    signature = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for folder in folders if folder.is_dir()
+                      for p in sorted(folder.iterdir()) if p.suffix in (".safetensors", ".png"))
+    if signature not in _LIBRARY_CACHE:
+        _LIBRARY_CACHE.clear()
+        seen: list[str] = []
+        _LIBRARY_CACHE[signature] = (_read_library(folders, seen), seen)
+    styles, seen = _LIBRARY_CACHE[signature]
+    problems.extend(seen)
+    return styles
+
+
+def _read_library(folders: list[Path], problems: list[str]) -> list[StyleOut]:
+    from backend.styles.library import list_styles
+
     found: dict[str, StyleOut] = {}
     for folder in folders:
         if not folder.is_dir():
