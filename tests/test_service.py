@@ -169,6 +169,27 @@ def test_a_train_job_with_the_tiny_clip_adds_a_style(service, tiny_clip_dir, fea
     assert status == 409 and "already exists" in body["error"]["message"]
 
 
+def test_a_cancelled_training_keeps_its_checkpoint_and_a_resume_job_finishes_it(service, tiny_clip_dir,
+                                                                                features_file):
+    request = {"kind": "train", "prompt": "gold leaf", "name": "resumed", "steps": 30, "resolutions": [32],
+               "hidden": 16, "depth": 3, "cutouts": 2, "eval_every": 10, "checkpoint_every": 10,
+               "clip_model": f"local-dir:{tiny_clip_dir}", "features": str(features_file)}
+    job = service.submit(request)
+    service.wait(job["id"], until=lambda j: (j["progress"] or {}).get("stage") == "train"
+                 and j["progress"]["done"] >= 2 or j["state"] not in ("queued", "running"))
+    service.request("POST", f"/jobs/{job['id']}/cancel")
+    cancelled = service.wait(job["id"])
+    assert cancelled["state"] == "cancelled", cancelled
+    checkpoint = service.styles_dir / ".checkpoints" / "resumed.ckpt.safetensors"
+    assert checkpoint.is_file() and service.request("GET", "/styles/resumed")[0] == 404
+    status, body = service.request("POST", "/jobs", request)  # a fresh run would clobber the checkpoint
+    assert status == 409 and "--resume" in body["error"]["fix"]
+    resumed = service.wait(service.submit({"kind": "train", "name": "resumed", "resume": True})["id"])
+    assert resumed["state"] == "done", resumed["error"]
+    assert resumed["result"]["steps"] == 30 and not checkpoint.exists()
+    assert service.request("GET", "/styles/resumed")[1]["prompt"] == "gold leaf"
+
+
 def test_cancel_mid_render_keeps_the_finished_frames_whole(service, long_song, work):
     output = work / "cancelled"
     request = render_request(long_song, output, **LONG_SIZE)
@@ -379,3 +400,19 @@ def test_a_fuzz_of_the_api_from_its_own_schema_finds_no_5xx_and_no_schema_violat
 
     fuzz()
     assert service.health()["status"] == "ok"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--host", "0.0.0.0"], "would expose the service to the network"),
+    (["--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N"),
+    (["--port", "70000"], "--port must be 0..65535"),
+    (["--token-file", "{short}"], "must hold one token of 16+ characters"),
+])
+def test_serve_refuses_bad_options_in_one_line(tmp_path, args, words):
+    (tmp_path / "short").write_text("abc\n")
+    args = [a.format(short=tmp_path / "short") for a in args]
+    run = subprocess.run([str(EXE), "serve", "--data-dir", str(tmp_path / "data"), *args],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.startswith("error: ") and words in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "data" / "server.json").exists()

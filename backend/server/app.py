@@ -45,11 +45,18 @@ class Service:
     started: float = field(default_factory=time.monotonic)
     _clip: tuple[float, list] = (0.0, [])
 
-    def clip_weights(self) -> list[dict]:
-        """Whether the default CLIP weights are on this machine (cached: it reads cache folders)."""
+    def clip_weights_now(self) -> list[dict]:
+        """The last answer of :meth:`clip_weights` at once; a stale one is refreshed in the background."""
         checked, rows = self._clip
-        if time.monotonic() - checked < CLIP_CHECK_EVERY_S and rows:
-            return rows
+        if not rows:
+            return self.clip_weights()
+        if time.monotonic() - checked >= CLIP_CHECK_EVERY_S:
+            self._clip = (time.monotonic(), rows)  # one refresh at a time
+            threading.Thread(target=self.clip_weights, daemon=True).start()
+        return rows
+
+    def clip_weights(self) -> list[dict]:
+        """Whether the default CLIP weights are on this machine (reads the weights cache folders)."""
         from backend.clip.models import resolve_weights
         from backend.train.config import TrainConfig
 
@@ -106,7 +113,7 @@ def create_app(service: Service) -> FastAPI:
     async def health():
         """Version, device, GPU, CLIP weights on disk, queue length, uptime. Needs no token."""
         info = worker.compute.info
-        clip = await anyio.to_thread.run_sync(service.clip_weights)
+        clip = service.clip_weights_now()
         return Health(status="ok", version=__version__, pid=os.getpid(),
                       uptime_s=round(time.monotonic() - service.started, 3), device=info.get("device"),
                       requested_device=service.requested_device, gpu=info.get("gpu"),
