@@ -267,6 +267,7 @@ def _bad_requests(song: Path, work: Path) -> list[tuple[dict, int, str]]:
         ({**render, "style": "no-such-style"}, 404, "no style named 'no-such-style'"),
         ({**render, "device": "cuda"}, 400, "cuda"),
         ({**render, "colour": "red"}, 422, "colour: Extra inputs are not permitted"),
+        ({**render, "priority": 10**30}, 422, "priority"),
         ({**render, "kind": "sing"}, 422, "kind"),
         ({key: v for key, v in render.items() if key != "output"}, 422, "output: Field required"),
         ({"kind": "features", "audio": str(song), "output": str(work / "f.txt")}, 400, "must end in .npz"),

@@ -44,6 +44,7 @@ class Service:
     requested_device: str
     started: float = field(default_factory=time.monotonic)
     _clip: tuple[float, list] = (0.0, [])
+    submit_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def clip_weights_now(self) -> list[dict]:
         """The last answer of :meth:`clip_weights` at once; a stale one is refreshed in the background."""
@@ -154,11 +155,12 @@ def create_app(service: Service) -> FastAPI:
             targets = job_requests.check_train(r, request.model_fields_set, styles_dir=service.styles_dir, cuda=cuda)
         else:
             targets = job_requests.check_features(r)
-        holder = store.active_holding(targets)
-        if holder is not None:
-            raise Conflict(f"job {holder['id']} ({holder['state']}) already writes {', '.join(targets)}",
-                           fix=f"wait for job {holder['id']} or cancel it")
-        job = store.add(request.kind, job_requests.stored(request), targets, priority=request.priority)
+        with service.submit_lock:  # two requests for one output at once: exactly one is queued
+            holder = store.active_holding(targets)
+            if holder is not None:
+                raise Conflict(f"job {holder['id']} ({holder['state']}) already writes {', '.join(targets)}",
+                               fix=f"wait for job {holder['id']} or cancel it")
+            job = store.add(request.kind, job_requests.stored(request), targets, priority=request.priority)
         log.info("job %d queued (%s -> %s)", job["id"], request.kind, ", ".join(targets))
         worker.wake()
         return _job(job, worker)
