@@ -22,6 +22,7 @@ from backend.server.store import JobStore
 
 log = logging.getLogger("audio_cppn.service")
 STORE_PROGRESS_EVERY_S = 1.0  # the store's copy of a running job's progress (memory has the latest)
+COMPUTE_LOG_BYTES = 1 << 20  # the compute process's stderr (tracebacks of unexpected errors) rotates at start
 COMPUTE_NICE = int(os.environ.get("AUDIO_CPPN_COMPUTE_NICE", 10))  # the compute process yields the CPU
 
 
@@ -39,6 +40,8 @@ class ComputeProcess:
     def start(self) -> dict:
         """Start it and wait for its ``ready`` event (raises RuntimeError with its error otherwise)."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.log_file.exists() and self.log_file.stat().st_size > COMPUTE_LOG_BYTES:
+            os.replace(self.log_file, self.log_file.with_name(self.log_file.name + ".1"))  # keep one old file
         with open(self.log_file, "ab") as stderr:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "backend.server.compute", "--device", self.device,
