@@ -3,10 +3,11 @@ it, and the Blender add-on only the standard library and bpy.
 
 Layers, first to last (``backend/*.py`` at the top level is the core everyone may use)::
 
-    core < audio < writers < model < styles < clip < {render, train} < {cli, server}
+    core < audio < writers < model < styles < clip < {render, train} < server < cli
 
-Peers (render and train; cli and server) must not import each other. ``backend/__main__.py`` runs
-the command line, so it sits with cli. Imports inside functions count: a lazy import is still a
+Peers (render and train) must not import each other. The server wraps render and train jobs; the
+command line sits on top of everything, because ``audio-cppn serve`` starts the server (the server
+never imports the CLI). ``backend/__main__.py`` runs the command line, so it sits with cli. Imports inside functions count: a lazy import is still a
 dependency.
 """
 
@@ -21,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND = ROOT / "backend"
 ADDON = ROOT / "blender_addon"
-LAYERS = ({"core"}, {"audio"}, {"writers"}, {"model"}, {"styles"}, {"clip"}, {"render", "train"}, {"cli", "server"})
+LAYERS = ({"core"}, {"audio"}, {"writers"}, {"model"}, {"styles"}, {"clip"}, {"render", "train"}, {"server"}, {"cli"})
 RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}
 # Blender's own modules an add-on may use besides bpy.
 BLENDER_MODULES = {"bpy", "bpy_extras", "mathutils", "bl_ui", "bl_operators", "bl_math", "gpu", "gpu_extras",

@@ -20,7 +20,7 @@ from backend import __version__
 from backend.cli import console
 from backend.paths import cache_dir
 
-COMMANDS = ("features", "styles", "render", "demo", "train", "score")
+COMMANDS = ("features", "styles", "render", "demo", "train", "score", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
