@@ -94,7 +94,7 @@ def test_analysed_features_are_cached_in_the_project_cache_folder(tmp_path, monk
 
 def test_a_cached_analysis_is_reused_only_for_the_same_audio_and_analysis_version(tmp_path, monkeypatch):
     import backend.audio.features as analysis
-    from signals import tone, write_audio
+    from tests.helpers.signals import tone, write_audio
 
     monkeypatch.setenv("AUDIO_CPPN_CACHE", str(tmp_path / "cache"))
     audio = write_audio(tmp_path / "tone.wav", tone(220.0, sr=22050, duration=2.0), sr=22050)

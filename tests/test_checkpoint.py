@@ -99,7 +99,7 @@ def test_a_failed_write_keeps_the_previous_checkpoint_whole(tmp_path, monkeypatc
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(checkpoint_module, "save_file", disk_full)
-    with pytest.raises(InvalidInput, match="No space left on device"):
+    with pytest.raises(InvalidInput, match="no space left on the disk"):
         save(path, model, optimizer, generator, state={**STATE, "step": 3})
     assert path.read_bytes() == before and load_checkpoint(path).state["step"] == 2
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # and no temporary file left

@@ -15,10 +15,11 @@ AUDIO_HASH, STYLE_HASH = "a" * 64, "b" * 64
 def manifest(**changes):
     data = {
         "format_version": FORMAT_VERSION, "version": "0.1.0",
-        "audio": {"path": "/music/song.wav", "sha256": AUDIO_HASH, "duration": 10.0},
+        "audio": {"path": "/music/song.wav", "fingerprint": AUDIO_HASH, "duration": 10.0},
         "fps": "30", "size": [1280, 720], "frame_start": 1,
         "style": {"name": "aurora", "kind": "procedural", "sha256": STYLE_HASH, "path": "/styles/aurora.safetensors"},
         "settings": {"format": "exr", "prefix": "frame_", "seed": 0, "reactivity": {"amount": 1.0, "gains": {}}},
+        "track": {"first": 1, "last": 300, "count": 300}, "video": {},
         "ranges": [[1, 100]], "device": "cpu", "created": "2026-12-01T10:00:00+00:00",
         "updated": "2026-12-01T10:05:00+00:00",
     }
@@ -57,8 +58,8 @@ def test_each_changed_setting_is_named_with_its_old_and_new_value():
 
 
 def test_other_audio_or_style_bytes_are_a_difference_shown_by_short_hash():
-    lines = differences(manifest(), manifest(audio={"sha256": "c" * 64}, style={"sha256": "d" * 64}))
-    assert lines == [f"audio.sha256: {'a' * 12}… -> {'c' * 12}…", f"style.sha256: {'b' * 12}… -> {'d' * 12}…"]
+    lines = differences(manifest(), manifest(audio={"fingerprint": "c" * 64}, style={"sha256": "d" * 64}))
+    assert lines == [f"audio.fingerprint: {'a' * 12}… -> {'c' * 12}…", f"style.sha256: {'b' * 12}… -> {'d' * 12}…"]
 
 
 def test_a_newer_audio_cppn_or_manifest_format_is_a_difference():
