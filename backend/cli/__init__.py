@@ -14,7 +14,7 @@ import sys
 from backend import __version__
 from backend.cli import console
 
-COMMANDS = ("features", "styles", "render", "demo", "train", "score")
+COMMANDS = ("features", "styles", "render", "demo", "train", "score", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

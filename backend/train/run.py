@@ -76,6 +76,25 @@ def _check_resume(state: dict, prompt: str | None, config: TrainConfig | None) -
     return state["prompt"], config
 
 
+def check_targets(name: str, folder: Path, *, resume: bool, overwrite: bool) -> Path:
+    """Refuse a run that would clobber a style or an interrupted run (or resume one that is not
+    there), before anything slow; the service asks the same before queueing. Returns the checkpoint path."""
+    check_style_name(name)
+    ckpt_file = checkpoint_path(folder, name)
+    style_file = folder / f"{name}.safetensors"
+    if resume:
+        if not ckpt_file.is_file():
+            raise NotFound(f"no interrupted run of {name!r} to resume: {ckpt_file} does not exist",
+                           fix="start a new run without --resume")
+    elif not overwrite and ckpt_file.is_file():
+        raise Conflict(f"an interrupted run of {name!r} exists ({ckpt_file})",
+                       fix="pass --resume to continue it, or --overwrite to start over")
+    elif not overwrite and style_file.exists():
+        raise Conflict(f"style {name!r} already exists: {style_file}",
+                       fix="choose another --name, or pass --overwrite to replace it")
+    return ckpt_file
+
+
 @contextlib.contextmanager
 def _strict_fp32():
     """No TF32 shortcuts on CUDA: training is specified as FP32 throughout."""
@@ -96,25 +115,14 @@ def train(prompt: str | None, *, name: str, config: TrainConfig | None = None, s
     ``progress`` receives ``train`` events (info: step, loss, similarity, negative_similarity,
     steps_per_s, resolution, best_similarity); returning False cancels after saving a checkpoint.
     """
-    check_style_name(name)
     folder = Path(styles_dir) if styles_dir else default_styles_dir()
-    ckpt_file = checkpoint_path(folder, name)
-    style_file = folder / f"{name}.safetensors"
+    ckpt_file = check_targets(name, folder, resume=resume, overwrite=overwrite)
     checkpoint = None
     if resume:
-        if not ckpt_file.is_file():
-            raise NotFound(f"no interrupted run of {name!r} to resume: {ckpt_file} does not exist",
-                           fix="start a new run without --resume")
         checkpoint = load_checkpoint(ckpt_file)
         prompt, config = _check_resume(checkpoint.state, prompt, config)
     else:
         config = config or TrainConfig()
-        if not overwrite and ckpt_file.is_file():
-            raise Conflict(f"an interrupted run of {name!r} exists ({ckpt_file})",
-                           fix="pass --resume to continue it, or --overwrite to start over")
-        if not overwrite and style_file.exists():
-            raise Conflict(f"style {name!r} already exists: {style_file}",
-                           fix="choose another --name, or pass --overwrite to replace it")
     prompts = parse_prompts(prompt)
     negatives = parse_prompts(config.negative, what="negative prompt", allow_empty=True)
     device = resolve_device(config.device)
@@ -145,4 +153,4 @@ def train(prompt: str | None, *, name: str, config: TrainConfig | None = None, s
     return result
 
 
-__all__ = ["TrainConfig", "TrainResult", "recorded_config", "resume_config", "train"]
+__all__ = ["TrainConfig", "TrainResult", "check_targets", "recorded_config", "resume_config", "train"]
