@@ -26,11 +26,13 @@ class SettingsError(ValueError):
 def exact_fps(fps: int, fps_base: float) -> Fraction:
     """Blender's ``fps / fps_base`` as the exact rate it stands for: (30, 1.001) -> 30000/1001.
 
-    ``fps_base`` is a float; its shortest fraction (1.001 -> 1001/1000) is what the user picked.
+    ``fps_base`` is a float32 in Blender (1.001 reads back as 1.00100005); the nearest fraction with
+    a denominator up to 1000 is what the user picked (1001/1000, 24/25): such fractions lie at least
+    1e-6 apart, far more than float32's rounding.
     """
     if fps <= 0 or not fps_base > 0:
         raise SettingsError(f"the scene's frame rate {fps}/{fps_base} is not positive; set it in Output Properties")
-    rate = Fraction(int(fps)) / Fraction(fps_base).limit_denominator(100000)
+    rate = Fraction(int(fps)) / Fraction(fps_base).limit_denominator(1000)
     if rate > MAX_BLENDER_FPS:
         raise SettingsError(f"the scene's frame rate {float(rate):g} is too high")
     return rate

@@ -79,7 +79,11 @@ def wait(scene, kind: str, status: JobStatus, context=None) -> JobStatus:
             print(f"Audio CPPN {kind}: {text}", flush=True)
             last[0] = text
 
-    final = wait_for_job(api, status.id, on_progress=show)
+    try:
+        final = wait_for_job(api, status.id, on_progress=show)
+    except ClientError as exc:
+        setattr(scene.audio_cppn, f"{kind}_error", str(exc))
+        raise
     finish(scene, kind, final)
     return final
 
@@ -88,13 +92,21 @@ def finish(scene, kind: str, status: JobStatus) -> None:
     """Record a finished job: its error, or (training) the new style becomes the scene's style."""
     settings = scene.audio_cppn
     if status.state == "failed":
-        setattr(settings, f"{kind}_error", status.error_text() or "the job failed")
+        setattr(settings, f"{kind}_error", user_words(status.error_text()) or "the job failed")
     elif status.state == "cancelled":
         setattr(settings, f"{kind}_error", "cancelled")
     elif kind == "train":
         name = status.result.get("style") or status.request.get("name")
         if name:
             settings.style = str(name)
+        monitor = connection.monitor(backend_settings())
+        if monitor is not None:
+            monitor.refresh_styles()  # the new style appears in the picker
+
+
+def user_words(text: str) -> str:
+    """The service speaks the CLI's language; say it in the sidebar's."""
+    return text.replace("use --overwrite", "tick Replace Frames")
 
 
 def load_options(settings, *, sound: bool) -> LoadOptions:

@@ -105,10 +105,10 @@ class Monitor:
                 if status.finished:
                     self.unwatch(job_id)
             if self._want_styles:
-                self._want_styles = False
                 new.styles = self.client.styles()
                 new.previews.update(self._fetch_previews(new.styles))
                 new.styles_version += 1
+                self._want_styles = False
         except BackendDown as exc:
             new.connected, new.status, new.fix = False, "Backend not running", exc.message
         except ClientError as exc:
@@ -126,7 +126,9 @@ class Monitor:
                 continue
             try:
                 data = self.client.style_preview(name)
-            except NotFound:
+            except BackendDown:
+                raise
+            except ClientError:  # no preview, or a broken one: the picker shows the name alone
                 continue
             path = self.preview_dir / f"{hashlib.sha1(data).hexdigest()[:16]}.png"
             if not path.exists():

@@ -37,7 +37,7 @@ def reporting(execute):
         try:
             return execute(self, context)
         except USER_ERRORS as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, jobs.user_words(str(exc)))
         except Exception as exc:  # noqa: BLE001 - a bug of ours: one line for the user, details in the console
             traceback.print_exc()
             self.report({"ERROR"}, f"Audio CPPN failed unexpectedly: {exc} (details in the system console)")
@@ -192,7 +192,7 @@ class AUDIO_CPPN_OT_render_frames(bpy.types.Operator):
             return {"FINISHED"}
         final = jobs.wait(scene, "render", status, context)
         if final.state != "done":
-            self.report({"ERROR"}, f"Render {final.state}: {final.error_text() or 'cancelled'}")
+            self.report({"ERROR"}, f"Render {final.state}: {jobs.user_words(final.error_text()) or 'cancelled'}")
             return {"CANCELLED"}
         self.report({"INFO"}, f"Rendered {final.total or final.done} frames into {scene.audio_cppn.render_folder}")
         return {"FINISHED"}
