@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .client import SERVER_FILE, BackendDown, ClientError, ServerInfo, read_server_file
 
-START_TIMEOUT = 60.0  # seconds; the first start imports torch (a few seconds, more on a cold disk)
+START_TIMEOUT = 180.0  # seconds; the first start imports torch (slow on a busy 2-core machine)
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 LOG_NAME = "blender-backend.log"
 _RUNNING: list["BackendProcess"] = []
@@ -116,14 +116,15 @@ class BackendProcess:
         process, self.process = self.process, None
         if self in _RUNNING:
             _RUNNING.remove(self)
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        process.terminate()
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         server_file = self.data_dir / SERVER_FILE
         info = read_server_file(self.data_dir) if server_file.exists() else None
         if info is not None and info.pid == process.pid:

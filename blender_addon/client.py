@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SERVER_FILE = "server.json"
-DEFAULT_TIMEOUT = 2.0  # seconds; the service answers status calls in well under 100 ms
+DEFAULT_TIMEOUT = 5.0  # seconds; status calls take well under 100 ms, a submit checks files (longer when busy)
 
 
 class ClientError(Exception):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .backend_process import START_TIMEOUT, BackendProcess, serve_command
-from .client import BackendDown, Client, default_data_dir, read_server_file
+from .client import DEFAULT_TIMEOUT, BackendDown, Client, default_data_dir, read_server_file
 from .monitor import Monitor
 
 
@@ -33,7 +33,7 @@ _process: BackendProcess | None = None
 _monitor: Monitor | None = None
 
 
-def find_client(settings: BackendSettings, *, timeout: float = 2.0) -> Client:
+def find_client(settings: BackendSettings, *, timeout: float = DEFAULT_TIMEOUT) -> Client:
     """A client for the configured server; raises :class:`BackendDown` when none is known."""
     if settings.attach_url.strip():
         return Client(settings.attach_url.strip(), settings.attach_token.strip(), timeout=timeout)

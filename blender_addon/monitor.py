@@ -2,7 +2,7 @@
 
 The thread only talks HTTP and stores what it learnt in a :class:`Snapshot`; it never touches
 bpy. Blender's one timer (``poller.py``) reads the latest snapshot on the main thread. Health is
-polled every ``interval`` seconds with a 1 s timeout, so a lost backend shows within ~2 s.
+polled every ``interval`` seconds with a 1.5 s timeout, so a lost backend shows within ~2 s.
 Plain Python, no bpy: tested against a real service.
 """
 
@@ -19,7 +19,8 @@ from .client import BackendDown, Client, ClientError, NotFound
 from .job_request import JobStatus, health_text, parse_job
 
 POLL_INTERVAL = 0.5  # seconds between polls
-POLL_TIMEOUT = 1.0  # seconds per request: a hung backend is noticed within ~2 s
+POLL_TIMEOUT = 1.5  # seconds per status request: a hung backend is noticed within ~2 s
+LIBRARY_TIMEOUT = 15.0  # seconds for the style list and previews (this thread only)
 
 
 @dataclass
@@ -42,7 +43,10 @@ class Monitor:
 
     def __init__(self, client: Client, *, interval: float = POLL_INTERVAL, preview_dir: str | None = None):
         self.client = Client(client.url, client.token, timeout=POLL_TIMEOUT)
+        # The style list and previews read files on the server: slower, and never a sign of a lost backend.
+        self.library_client = Client(client.url, client.token, timeout=LIBRARY_TIMEOUT)
         self.preview_dir = Path(preview_dir or tempfile.mkdtemp(prefix="audio-cppn-previews-"))
+        self.preview_dir.mkdir(parents=True, exist_ok=True)
         self.interval = interval
         self._lock = threading.Lock()
         self._snapshot = Snapshot()
@@ -79,7 +83,11 @@ class Monitor:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._poll_once()
+            try:
+                self._poll_once()
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any surprise (a full disk, ...)
+                with self._lock:
+                    self._snapshot = Snapshot(time=time.monotonic(), status=f"Monitor error: {exc}")
             self._wake.wait(self.interval)
             self._wake.clear()
 
@@ -105,10 +113,7 @@ class Monitor:
                 if status.finished:
                     self.unwatch(job_id)
             if self._want_styles:
-                new.styles = self.client.styles()
-                new.previews.update(self._fetch_previews(new.styles))
-                new.styles_version += 1
-                self._want_styles = False
+                self._fetch_library(new)
         except BackendDown as exc:
             new.connected, new.status, new.fix = False, "Backend not running", exc.message
         except ClientError as exc:
@@ -116,6 +121,17 @@ class Monitor:
         with self._lock:
             self._snapshot = new
 
+
+    def _fetch_library(self, new: Snapshot) -> None:
+        """Styles and their previews; a failure leaves the old list and is retried on the next poll."""
+        try:
+            styles = self.library_client.styles()
+            new.previews.update(self._fetch_previews(styles))
+        except ClientError:
+            return
+        new.styles = styles
+        new.styles_version += 1
+        self._want_styles = False
 
     def _fetch_previews(self, styles: list[dict]) -> dict[str, str]:
         """Download each style's preview PNG once per content (a retrained style gets a new file)."""
@@ -125,7 +141,7 @@ class Monitor:
             if not name or not style.get("preview"):
                 continue
             try:
-                data = self.client.style_preview(name)
+                data = self.library_client.style_preview(name)
             except BackendDown:
                 raise
             except ClientError:  # no preview, or a broken one: the picker shows the name alone
