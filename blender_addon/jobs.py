@@ -91,6 +91,8 @@ def wait(scene, kind: str, status: JobStatus, context=None) -> JobStatus:
 def finish(scene, kind: str, status: JobStatus) -> None:
     """Record a finished job: its error, or (training) the new style becomes the scene's style."""
     settings = scene.audio_cppn
+    if status.state == "done":
+        setattr(settings, f"{kind}_error", "")
     if status.state == "failed":
         setattr(settings, f"{kind}_error", user_words(status.error_text()) or "the job failed")
     elif status.state == "cancelled":
@@ -182,6 +184,6 @@ def status_of(scene, kind: str, context=None) -> JobStatus | None:
     """The last status the monitor saw for the scene's job of ``kind`` (no network)."""
     job_id = getattr(scene.audio_cppn, f"{kind}_job")
     monitor = connection.monitor(backend_settings(context)) if job_id else None
-    if monitor is None:
-        return None
+    if monitor is None or not monitor.snapshot().connected:
+        return None  # a lost backend: the sidebar shows the error and the buttons, not a frozen bar
     return monitor.snapshot().jobs.get(job_id)

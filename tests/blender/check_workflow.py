@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -324,24 +325,48 @@ def run_case(case: dict, out: Path, drawn: dict) -> dict:
 
 
 def kill_and_resume(case: dict, out: Path) -> dict:
+    """The render operator is waiting on its job when the backend is SIGKILLed (from a thread, as a crash
+    would): the operator must fail with a clear error soon after, and a restart must finish the same job."""
     jobs, connection = module("jobs"), module("connection")
     scene = new_scene(case)
-    status = jobs.submit(scene, "render", scene.audio_cppn.to_request(scene))
-    running = wait_job_state("render", scene, ("running",))
-    result = {"job": status.id, "running_before_kill": running.done if running else None}
-    os.kill(connection._process.process.pid, signal.SIGKILL)
-    result["lost"] = call(bpy.ops.audio_cppn.render_frames)  # re-attach fails: the backend is gone
-    snapshot_deadline = time.monotonic() + 10
+    client = jobs.client()
+    killed = {}
+
+    def kill_when_running():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            job_id = scene.audio_cppn.render_job
+            if job_id:
+                try:
+                    status = module("job_request").parse_job(client.job(job_id))
+                except Exception:  # noqa: BLE001
+                    status = None
+                if status is not None and status.state == "running" and status.done > 0:
+                    killed["done"] = status.done
+                    os.kill(connection._process.process.pid, signal.SIGKILL)
+                    killed["at"] = time.monotonic()
+                    return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=kill_when_running)
+    thread.start()
+    result = {"lost": call(bpy.ops.audio_cppn.render_frames)}  # waits on the job until the backend is gone
+    ended = time.monotonic()
+    thread.join()
+    result["running_before_kill"] = killed.get("done")
+    result["error_after_kill_s"] = ended - killed["at"] if "at" in killed else None
+    result["job"] = scene.audio_cppn.render_job
+    result["error_line"] = scene.audio_cppn.render_error
     monitor = connection.monitor(module("prefs").backend_settings())
-    while monitor is not None and monitor.snapshot().connected and time.monotonic() < snapshot_deadline:
+    deadline = time.monotonic() + 10
+    while monitor is not None and monitor.snapshot().connected and time.monotonic() < deadline:
         time.sleep(0.05)
     result["status_line"] = monitor.snapshot().status if monitor else None
     result["drawn_failed"] = draw_all(context_for(scene))
     result["restart"] = call(bpy.ops.audio_cppn.start_backend)
-    result["resume"] = call(bpy.ops.audio_cppn.render_frames)
+    result["resume"] = call(bpy.ops.audio_cppn.render_frames)  # re-attaches to the interrupted job
     result["resumed_job"] = scene.audio_cppn.render_job
     result["folder"] = scene.audio_cppn.render_folder
-    result["error_line"] = scene.audio_cppn.render_error
     return result
 
 
