@@ -75,7 +75,8 @@ def spec_for(material, work: Path) -> dict:
              "encode": True},
         ],
         "kill_case": {**common, "name": "kill", "output_parent": str(work / "kill"), "audio": str(material["long_audio"]), "fps": 24, "fps_base": 1.0,
-                      "size": [240, 136], "frame_start": 1, "frame_end": 96, "format": "PNG"},
+                      "size": [240, 136], "frame_start": 1, "frame_end": 96, "format": "PNG",
+                      "targets": ["COMPOSITOR"]},
     }
 
 
@@ -247,6 +248,17 @@ def test_blenders_encode_has_h264_aac_and_clicks_on_their_frames(run, material, 
         found = max(window, key=lambda k: rise[k])
         assert abs(found - expected) <= 1, f"click at {t:.3f} s: brightest rise at frame {found}, not {expected}"
         assert rise[found] > 3 * np.median(np.abs(rise)) + 1
+
+
+def test_frames_land_while_the_render_runs_and_a_reopened_blend_follows_the_job(run):
+    kill = run["kill"]
+    assert kill["reopened_job"]
+    landing = kill["landing"]
+    assert len(landing) >= 2, landing
+    first, last = landing[0], landing[-1]
+    assert 0 < first["loaded"] < 96 and last["loaded"] > first["loaded"]  # loaded while running, then refreshed
+    for state in landing:  # in place: one image, one node, the whole range mapped from the start
+        assert (state["images"], state["image_nodes"], state["duration"]) == (1, 1, 96)
 
 
 def test_a_killed_backend_is_a_clear_error_and_a_restart_finishes_the_job(run):

@@ -327,13 +327,36 @@ def run_case(case: dict, out: Path, drawn: dict) -> dict:
 def kill_and_resume(case: dict, out: Path) -> dict:
     """The render operator is waiting on its job when the backend is SIGKILLed (from a thread, as a crash
     would): the operator must fail with a clear error soon after, and a restart must finish the same job."""
-    jobs, connection = module("jobs"), module("connection")
+    jobs, connection, poller = module("jobs"), module("connection"), module("poller")
     scene = new_scene(case)
     client = jobs.client()
     killed = {}
+    result = {}
+    # Submitted from the sidebar, then the .blend is saved and opened again: the timer (ticked here by
+    # hand, timers do not run in background mode) follows the job from the id saved in the scene and
+    # loads the frames while they land, refreshing in place.
+    status = jobs.submit(scene, "render", scene.audio_cppn.to_request(scene))
+    blend = out / "kill.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    scene = bpy.context.scene
+    result["reopened_job"] = scene.audio_cppn.render_job == status.id
+    landing = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len({s["loaded"] for s in landing if s["loaded"]}) < 2:
+        poller.tick()
+        tree = scene.compositing_node_group if hasattr(scene, "compositing_node_group") else scene.node_tree
+        nodes = [n for n in tree.nodes if n.bl_idname == "CompositorNodeImage"] if tree is not None else []
+        seen = jobs.status_of(scene, "render")
+        landing.append({"loaded": scene.audio_cppn.loaded_frames, "done": seen.done if seen else None,
+                        "image_nodes": len(nodes), "duration": nodes[0].frame_duration if nodes else None,
+                        "images": len([i for i in bpy.data.images if i.name.startswith("Audio CPPN")])})
+        time.sleep(0.25)
+    result["landing"] = [s for s in landing if s["loaded"]]
 
     def kill_when_running():
-        deadline = time.monotonic() + 120
+        """Once the operator below is waiting (a few frames after it started), as a crash would."""
+        deadline, first_done = time.monotonic() + 120, None
         while time.monotonic() < deadline:
             job_id = scene.audio_cppn.render_job
             if job_id:
@@ -341,7 +364,9 @@ def kill_and_resume(case: dict, out: Path) -> dict:
                     status = module("job_request").parse_job(client.job(job_id))
                 except Exception:  # noqa: BLE001
                     status = None
-                if status is not None and status.state == "running" and status.done > 0:
+                if status is not None and first_done is None:
+                    first_done = status.done
+                if status is not None and status.state == "running" and status.done >= first_done + 5:
                     killed["done"] = status.done
                     os.kill(connection._process.process.pid, signal.SIGKILL)
                     killed["at"] = time.monotonic()
@@ -350,7 +375,7 @@ def kill_and_resume(case: dict, out: Path) -> dict:
 
     thread = threading.Thread(target=kill_when_running)
     thread.start()
-    result = {"lost": call(bpy.ops.audio_cppn.render_frames)}  # waits on the job until the backend is gone
+    result["lost"] = call(bpy.ops.audio_cppn.render_frames)  # re-attaches, waits until the backend is gone
     ended = time.monotonic()
     thread.join()
     result["running_before_kill"] = killed.get("done")
