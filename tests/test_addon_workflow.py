@@ -169,6 +169,14 @@ def test_training_adds_a_style_to_the_picker(run):
     assert (Path(run["spec"]["styles_dir"]) / "coral.safetensors").is_file()
 
 
+def test_cancel_and_release_gpu_from_the_sidebar(run):
+    assert "ok" in run["cancel"], run["cancel"]
+    cancelled = run["cancelled"]
+    assert cancelled["state"] == "cancelled" and cancelled["done"] < cancelled["total"]
+    assert cancelled["error_line"] == "cancelled" and cancelled["style"] == "coral"  # the finished style stays
+    assert "ok" in run["release"], run["release"]
+
+
 def test_render_uses_the_scenes_fps_size_range_and_sound(run, material):
     exr, ntsc = run["cases"]["exr24"], run["cases"]["png2997"]
     assert "ok" in exr["render"] and "ok" in ntsc["render"], (exr["render"], ntsc["render"])

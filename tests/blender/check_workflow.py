@@ -269,6 +269,16 @@ def main(spec_path: str) -> None:
     report["preview_collection"] = sorted(key.split(":")[0] for key in collection.keys()) if collection else []
     report["train_job"] = status.id
 
+    # Cancel a longer training from the sidebar's Cancel button; Release GPU while idle.
+    scene.audio_cppn.new_style_name, scene.audio_cppn.steps = "coral_long", 400
+    long_run = jobs.submit(scene, "train", scene.audio_cppn.train_request(**spec["train"]["options"]))
+    wait_job_state("train", scene, ("running",))
+    report["cancel"] = call(bpy.ops.audio_cppn.cancel_job, kind="train")
+    final = jobs.wait(scene, "train", long_run)
+    report["cancelled"] = {"state": final.state, "done": final.done, "total": final.total,
+                           "error_line": scene.audio_cppn.train_error, "style": scene.audio_cppn.style}
+    report["release"] = call(bpy.ops.audio_cppn.release_gpu)
+
     report["cases"] = {}
     for case in spec["cases"]:
         report["cases"][case["name"]] = run_case(case, out, drawn)
