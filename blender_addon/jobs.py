@@ -26,13 +26,17 @@ def client(context=None, *, start: bool | None = None) -> Client:
     settings = backend_settings(context)
     try:
         found = connection.find_client(settings)
-        found.health()
+        Client(found.url, found.token, timeout=2.0).health()  # short: this runs on Blender's main thread
         return found
     except BackendDown:
         prefs = preferences(context)
         allowed = start if start is not None else bool(prefs and prefs.start_automatically)
         if not allowed:
             raise
+    if not bpy.app.background:  # never freeze the UI while torch loads: start, and let the timer follow
+        if not connection.starting():
+            connection.start(settings, wait=False)
+        raise BackendDown("The backend is starting", "press the button again once the status says Connected")
     return connection.start(settings, wait=True)
 
 

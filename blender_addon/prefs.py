@@ -76,6 +76,9 @@ def draw_backend_status(layout, context) -> None:
         if connection.we_started_it():
             row.operator("audio_cppn.stop_backend", text="Stop", icon="PAUSE")
         return
+    if connection.starting():
+        row.label(text="Starting the backend…", icon="SORTTIME")
+        return
     status = snapshot.status if snapshot is not None and snapshot.time else "Backend not running"
     row.label(text=status, icon="ERROR")
     row.operator("audio_cppn.start_backend", text="Start", icon="PLAY")

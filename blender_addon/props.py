@@ -87,7 +87,8 @@ class AudioCPPNSettings(bpy.types.PropertyGroup):
         strip = sound_strip(scene) if self.audio_source == "STRIP" else None
         r = scene.render
         return job_request.RenderSettings(
-            audio=audio, audio_start=start, audio_frames=int(strip.frame_duration) if strip else None, style=self.style, output=str(render_folder(scene, self)),
+            audio=audio, audio_start=start, audio_frames=int(strip.frame_duration) if strip else None,
+            style=self.style, output=str(render_folder(scene, self)),
             fps=r.fps, fps_base=r.fps_base, resolution_x=r.resolution_x, resolution_y=r.resolution_y,
             percentage=r.resolution_percentage,
             frame_range=(scene.frame_start, scene.frame_end) if self.frame_range == "SCENE" else None,

@@ -65,18 +65,18 @@ def spec_for(material, work: Path) -> dict:
                                           "cutouts": 2, "features": str(material["features"]),
                                           "eval_every": 2, "checkpoint_every": 2, "device": "cpu"}},
         "cases": [
-            {**common, "name": "exr24", "output_parent": str(work / "exr24"), "fps": 24, "fps_base": 1.0, "size": [64, 36], "frame_start": 5,
-             "frame_end": 250, "format": "EXR", "targets": ["COMPOSITOR", "MATERIAL", "SEQUENCER"],
+            {**common, "name": "exr24", "output_parent": str(work / "exr24"), "fps": 24, "fps_base": 1.0,
+             "size": [64, 36], "frame_start": 5, "frame_end": 250, "format": "EXR", "targets": ["COMPOSITOR", "MATERIAL", "SEQUENCER"],
              "stills": [5 + k for k in click_frames(material["clicks"], 24)], "encode": True,
              "draw_rendering": True, "rerender": True},
-            {**common, "name": "png2997", "output_parent": str(work / "png2997"), "fps": 30, "fps_base": 1.001, "size": [128, 72], "percentage": 50,
-             "frame_start": 3, "frame_end": 3 + int(duration * 29.97) + 5, "format": "PNG",
+            {**common, "name": "png2997", "output_parent": str(work / "png2997"), "fps": 30, "fps_base": 1.001,
+             "size": [128, 72], "percentage": 50, "frame_start": 3, "frame_end": 3 + int(duration * 29.97) + 5, "format": "PNG",
              "targets": ["COMPOSITOR"], "stills": [3 + k for k in click_frames(material["clicks"], NTSC)],
              "encode": True},
         ],
-        "kill_case": {**common, "name": "kill", "output_parent": str(work / "kill"), "audio": str(material["long_audio"]), "fps": 24, "fps_base": 1.0,
-                      "size": [240, 136], "frame_start": 1, "frame_end": 96, "format": "PNG",
-                      "targets": ["COMPOSITOR"]},
+        "kill_case": {**common, "name": "kill", "output_parent": str(work / "kill"),
+                      "audio": str(material["long_audio"]), "fps": 24, "fps_base": 1.0, "size": [240, 136],
+                      "frame_start": 1, "frame_end": 96, "format": "PNG", "targets": ["COMPOSITOR"]},
     }
 
 

@@ -227,7 +227,8 @@ def main(spec_path: str) -> None:
     bpy.ops.extensions.package_install_files(filepath=spec["zip"], repo="user_default", enable_on_install=True)
     report["enabled"] = ADDON in bpy.context.preferences.addons
     prefs = bpy.context.preferences.addons[ADDON].preferences
-    report["prefs"] = {"bl_idname": type(prefs).bl_idname, "token_subtype": prefs.bl_rna.properties["attach_token"].subtype,
+    report["prefs"] = {"bl_idname": type(prefs).bl_idname,
+                       "token_subtype": prefs.bl_rna.properties["attach_token"].subtype,
                        "output_folder": prefs.output_folder, "properties": sorted(prefs.bl_rna.properties.keys())}
     prefs.backend_command, prefs.data_dir = spec["backend_command"], spec["data_dir"]
     prefs.styles_dir = spec["styles_dir"]
