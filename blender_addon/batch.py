@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -73,6 +74,9 @@ def exact_rate(text: str) -> Fraction:
     return rate
 
 
+_ENABLED_HERE: list[str] = []  # the add-on module this script enabled, disabled again at the end
+
+
 def register_addon():
     """The add-on package this file sits in, enabled (so its preferences exist)."""
     import bpy
@@ -85,7 +89,17 @@ def register_addon():
     bpy.ops.preferences.addon_enable(module=HERE.name)
     if HERE.name not in bpy.context.preferences.addons:
         raise RuntimeError(f"could not enable the add-on in {HERE}")
+    _ENABLED_HERE.append(HERE.name)
     return importlib.import_module(HERE.name)
+
+
+def _unregister_addon() -> None:
+    """Disable what we enabled: bpy 4.2 as a Python module crashes at exit while an add-on's
+    preferences class with a draw method is still registered."""
+    if _ENABLED_HERE:
+        import bpy
+
+        bpy.ops.preferences.addon_disable(module=_ENABLED_HERE.pop())
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -146,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         _stop_backend()
+        _unregister_addon()
     print(f"Audio CPPN: wrote {path}", flush=True)
     return 0
 
@@ -156,7 +171,20 @@ def _stop_backend() -> None:
             module.stop()
 
 
+def _exit_as_a_python_module(code: int) -> None:
+    """Under a plain Python with the bpy module, leave without bpy's own teardown: bpy 4.2.23 as a
+    module segfaults at interpreter exit once an add-on registered classes (even after they are
+    unregistered). The work is done and flushed; the backend we started is already stopped."""
+    import bpy
+
+    if not bpy.app.binary_path:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 if __name__ == "__main__":
     code = main()
+    _exit_as_a_python_module(code)
     if code:
         sys.exit(code)
