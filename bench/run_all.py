@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import sys
 
-from bench import bench_audio, bench_render, bench_train
+from bench import bench_audio, bench_render, bench_service, bench_train
 
 
 def main(argv: list[str] | None = None) -> int:
-    for bench in (bench_audio, bench_render, bench_train):
+    for bench in (bench_audio, bench_render, bench_train, bench_service):
         print(f"\n## {bench.__name__}\n", flush=True)
         code = bench.main([])
         if code:

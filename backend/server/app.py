@@ -8,6 +8,7 @@ its 4xx with ``{"error": {"kind", "message", "fix"}}``: the message the CLI woul
 from __future__ import annotations
 
 import os
+import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import anyio
 from fastapi import Body, FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import __version__
 from backend.errors import BackendError, Conflict, DeviceUnavailable, InvalidInput, NotFound
@@ -42,12 +44,20 @@ class Service:
     requested_device: str
     started: float = field(default_factory=time.monotonic)
     _clip: tuple[float, list] = (0.0, [])
+    submit_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def clip_weights_now(self) -> list[dict]:
+        """The last answer of :meth:`clip_weights` at once; a stale one is refreshed in the background."""
+        checked, rows = self._clip
+        if not rows:
+            return self.clip_weights()
+        if time.monotonic() - checked >= CLIP_CHECK_EVERY_S:
+            self._clip = (time.monotonic(), rows)  # one refresh at a time
+            threading.Thread(target=self.clip_weights, daemon=True).start()
+        return rows
 
     def clip_weights(self) -> list[dict]:
-        """Whether the default CLIP weights are on this machine (cached: it reads cache folders)."""
-        checked, rows = self._clip
-        if time.monotonic() - checked < CLIP_CHECK_EVERY_S and rows:
-            return rows
+        """Whether the default CLIP weights are on this machine (reads the weights cache folders)."""
         from backend.clip.models import resolve_weights
         from backend.train.config import TrainConfig
 
@@ -72,6 +82,7 @@ def create_app(service: Service) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app):
         worker.start()
+        threading.Thread(target=service.clip_weights, daemon=True).start()  # the first /health answers at once
         yield
         await anyio.to_thread.run_sync(worker.shutdown)
 
@@ -90,6 +101,11 @@ def create_app(service: Service) -> FastAPI:
             parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
         return error_response(422, "InvalidInput", "; ".join(parts) or "invalid request")
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):  # FastAPI's own 4xx (unreadable body...)
+        kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "InvalidInput")
+        return error_response(exc.status_code, kind, str(exc.detail))
+
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge):
         return error_response(413, "TooLarge", "request body too large")
@@ -98,7 +114,7 @@ def create_app(service: Service) -> FastAPI:
     async def health():
         """Version, device, GPU, CLIP weights on disk, queue length, uptime. Needs no token."""
         info = worker.compute.info
-        clip = await anyio.to_thread.run_sync(service.clip_weights)
+        clip = service.clip_weights_now()
         return Health(status="ok", version=__version__, pid=os.getpid(),
                       uptime_s=round(time.monotonic() - service.started, 3), device=info.get("device"),
                       requested_device=service.requested_device, gpu=info.get("gpu"),
@@ -139,11 +155,12 @@ def create_app(service: Service) -> FastAPI:
             targets = job_requests.check_train(r, request.model_fields_set, styles_dir=service.styles_dir, cuda=cuda)
         else:
             targets = job_requests.check_features(r)
-        holder = store.active_holding(targets)
-        if holder is not None:
-            raise Conflict(f"job {holder['id']} ({holder['state']}) already writes {', '.join(targets)}",
-                           fix=f"wait for job {holder['id']} or cancel it")
-        job = store.add(request.kind, job_requests.stored(request), targets, priority=request.priority)
+        with service.submit_lock:  # two requests for one output at once: exactly one is queued
+            holder = store.active_holding(targets)
+            if holder is not None:
+                raise Conflict(f"job {holder['id']} ({holder['state']}) already writes {', '.join(targets)}",
+                               fix=f"wait for job {holder['id']} or cancel it")
+            job = store.add(request.kind, job_requests.stored(request), targets, priority=request.priority)
         log.info("job %d queued (%s -> %s)", job["id"], request.kind, ", ".join(targets))
         worker.wake()
         return _job(job, worker)
@@ -207,15 +224,31 @@ def _job(job: dict, worker: Worker) -> Job:
     return Job(**out)
 
 
+_LIBRARY_CACHE: dict = {}  # folder listing signature -> (styles, problems): reading headers costs ~15 ms a style
+
+
 def _library(styles_dir: Path, problems: list[str]) -> list[StyleOut]:
     """The library folder's styles, plus the bundled ones it does not shadow (usable by name too)."""
     from backend.paths import bundled_styles_dir
-    from backend.styles.library import list_styles
 
     folders = [Path(styles_dir)]
     bundled = bundled_styles_dir()
     if bundled is not None and bundled.resolve() != Path(styles_dir).resolve():
         folders.append(bundled)
+    signature = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for folder in folders if folder.is_dir()
+                      for p in sorted(folder.iterdir()) if p.suffix in (".safetensors", ".png"))
+    if signature not in _LIBRARY_CACHE:
+        _LIBRARY_CACHE.clear()
+        seen: list[str] = []
+        _LIBRARY_CACHE[signature] = (_read_library(folders, seen), seen)
+    styles, seen = _LIBRARY_CACHE[signature]
+    problems.extend(seen)
+    return styles
+
+
+def _read_library(folders: list[Path], problems: list[str]) -> list[StyleOut]:
+    from backend.styles.library import list_styles
+
     found: dict[str, StyleOut] = {}
     for folder in folders:
         if not folder.is_dir():

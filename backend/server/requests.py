@@ -36,7 +36,7 @@ Fps = Union[int, float, str]
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    priority: int = Field(0, description="higher runs first; equal priorities run in the order queued")
+    priority: int = Field(0, ge=-1000, le=1000, description="higher runs first; equal priorities run in the order queued")
 
 
 class RenderRequest(_Request):
@@ -70,7 +70,7 @@ class RenderRequest(_Request):
     smoothing: dict[str, list[Number]] = Field(default_factory=dict,
                                                description='feature -> [attack_ms, release_ms], e.g. {"onset": [0, 60]}')
     overwrite: bool = False
-    cpu_threads: int | None = None
+    cpu_threads: int | None = Field(None, ge=1, le=1024, description="CPU compute threads (default: one per core)")
 
 
 class TrainRequest(_Request):

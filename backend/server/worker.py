@@ -22,7 +22,8 @@ from backend.server.store import JobStore
 
 log = logging.getLogger("audio_cppn.service")
 STORE_PROGRESS_EVERY_S = 1.0  # the store's copy of a running job's progress (memory has the latest)
-COMPUTE_NICE = 10  # the compute process yields the CPU to the HTTP server
+COMPUTE_LOG_BYTES = 1 << 20  # the compute process's stderr (tracebacks of unexpected errors) rotates at start
+COMPUTE_NICE = int(os.environ.get("AUDIO_CPPN_COMPUTE_NICE", 10))  # the compute process yields the CPU
 
 
 class ComputeProcess:
@@ -39,6 +40,8 @@ class ComputeProcess:
     def start(self) -> dict:
         """Start it and wait for its ``ready`` event (raises RuntimeError with its error otherwise)."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.log_file.exists() and self.log_file.stat().st_size > COMPUTE_LOG_BYTES:
+            os.replace(self.log_file, self.log_file.with_name(self.log_file.name + ".1"))  # keep one old file
         with open(self.log_file, "ab") as stderr:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "backend.server.compute", "--device", self.device,
@@ -176,7 +179,8 @@ class Worker:
         try:
             self._ensure_compute()
         except RuntimeError as exc:
-            self._end(job_id, "failed", error={"kind": "DeviceUnavailable", "message": str(exc), "fix": None})
+            state = "interrupted" if self._stopping else "failed"  # a signal to the process group while starting
+            self._end(job_id, state, error={"kind": "DeviceUnavailable", "message": str(exc), "fix": None})
             return
         started = time.monotonic()
         self.compute.send(cmd="run", job=job_id, kind=job["kind"], request=job["request"], resumed=resumed)
@@ -193,6 +197,8 @@ class Worker:
                 self.compute.proc = None
                 self.compute_state = "crashed"
                 state = "interrupted" if self._stopping else "failed"  # a shutdown resumes it at the next start
+                if self.store.get(job_id)["cancel_requested"]:
+                    state = "cancelled"
                 self._end(job_id, state, error={"kind": "ComputeCrashed", "message": why,
                                                 "fix": "see logs/compute.log; the next job gets a fresh process"})
                 return
@@ -205,8 +211,8 @@ class Worker:
             elif event["event"] == "end" and event["job"] == job_id:
                 self.compute.info.update(event.get("memory") or {})
                 state = event["state"]
-                if state == "cancelled" and self._stopping:
-                    state = "interrupted"
+                if state in ("cancelled", "interrupted"):  # a user's cancel wins over a shutdown's interrupt
+                    state = "cancelled" if self.store.get(job_id)["cancel_requested"] else "interrupted"
                 self._end(job_id, state, result=event.get("result"), error=event.get("error"),
                           progress=event.get("progress"), seconds=time.monotonic() - started)
                 return
