@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Blender's bpy pins numpy<2 and has no torch: the add-on tests run it in venvs of its own.
-BLENDER_VERSIONS := 4.5 5.0
+BLENDER_VERSIONS := 4.2 4.5 5.0
+BPY_4.2 := 4.2.23
 BPY_4.5 := 4.5.15
 BPY_5.0 := 5.0.1
 BLENDER_STAMPS := $(foreach v,$(BLENDER_VERSIONS),.venv-blender-$(v)/.installed)

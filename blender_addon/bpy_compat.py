@@ -8,6 +8,18 @@ from __future__ import annotations
 
 import bpy
 
+
+
+class BlenderUnsupported(Exception):
+    """This Blender lacks something the add-on needs; the message says what (reported, never raised at the user)."""
+
+
+def has_audio() -> bool:
+    """Whether this Blender can play and mix sound: the bpy 4.2 wheel from PyPI is built without Audaspace,
+    so it cannot create sound strips or encode audio."""
+    return bool(getattr(bpy.app.build_options, "audaspace", True))
+
+
 # Names of the scene-linear Rec.709 colour space across OCIO configs (the role name last).
 LINEAR_REC709_NAMES = ("Linear Rec.709", "Linear", "scene_linear")
 SRGB_NAMES = ("sRGB",)
@@ -76,7 +88,8 @@ def set_colorspace(settings, names: tuple[str, ...]) -> str:
     """Set a colour space by the first available of ``names``; returns the name used."""
     name = colorspace_name(settings, names)
     if name is None:
-        raise RuntimeError(f"this Blender offers none of the colour spaces {', '.join(names)}")
+        raise BlenderUnsupported(f"this Blender's colour management offers none of the colour spaces "
+                                 f"{', '.join(names)}; use Blender's default OCIO config")
     settings.name = name
     return name
 

@@ -26,6 +26,8 @@ class LoadOptions:
     sound: bool = True  # add the render's audio as a sound strip at the render's start frame
     image_strip: bool = False  # also add a VSE image strip (the sequencer then drives the final render)
     standard_view: bool = True  # Standard view transform, so frames look as the backend rendered them
+    material: bool = False  # show the frames on the active object's material (an image texture)
+    timing: bool = True  # set the scene's fps, frame range and resolution from the render
     video_output: bool = True  # FFmpeg H.264 + AAC output, written next to the render folder
     video_path: str = ""  # where the encode goes; "" = "<render folder>_final.mp4" (not the backend's <folder>.mp4)
 
@@ -45,6 +47,7 @@ class LoadPlan:
     audio: Path | None  # the audio file to add as a sound strip
     video_path: Path  # the FFmpeg output file
     warnings: list[str] = field(default_factory=list)  # things the user should know; not fatal
+    frames_on_disk: int = 0  # of frame_paths; less than all while a render runs
 
 
 def plan_load(folder: str | Path, options: LoadOptions | None = None) -> LoadPlan:
@@ -58,6 +61,22 @@ def plan_load(folder: str | Path, options: LoadOptions | None = None) -> LoadPla
             f"{render.folder} is missing {len(missing)} of {render.frame_count} frames "
             f"({describe_frames(missing)}, e.g. {render.frame_name(missing[0])}); run the same "
             "'audio-cppn render' command into this folder again: it renders only the missing frames")
+    return _plan(render, options, paths)
+
+
+def plan_running(folder: str | Path, first: int, last: int, options: LoadOptions | None = None) -> LoadPlan:
+    """A plan for a render still running over scene frames first..last: its first frame must exist;
+    the rest show up as they are written (the image sequence refreshes)."""
+    options = options or LoadOptions()
+    render = read_render_folder(folder, frames=(first, last))
+    paths = [render.frame_path(n) for n in range(render.first, render.last + 1)]
+    if not paths[0].is_file():
+        raise RenderFolderError(f"{render.frame_name(render.first)} is not written yet; load when the first "
+                                "frame is done")
+    return _plan(render, options, paths)
+
+
+def _plan(render: RenderInfo, options: LoadOptions, paths: list[Path]) -> LoadPlan:
     warnings = []
     audio = None
     if options.sound:
@@ -67,7 +86,8 @@ def plan_load(folder: str | Path, options: LoadOptions | None = None) -> LoadPla
     video = (Path(options.video_path).expanduser() if options.video_path
              else render.folder.parent / f"{render.folder.name}{FINAL_VIDEO_SUFFIX}")
     return LoadPlan(render=render, options=options, frame_paths=paths, audio=audio,
-                    video_path=video.resolve(), warnings=warnings)
+                    video_path=video.resolve(), warnings=warnings,
+                    frames_on_disk=sum(1 for p in paths if p.is_file()))
 
 
 def find_audio(render: RenderInfo) -> tuple[Path | None, str | None]:

@@ -79,8 +79,12 @@ def blender_fps(fps: Fraction) -> tuple[int, float]:
     return whole, float(whole / fps)
 
 
-def read_render_folder(folder: str | Path) -> RenderInfo:
-    """Parse and check ``folder/manifest.json``; raises :class:`RenderFolderError` with the reason."""
+def read_render_folder(folder: str | Path, *, frames: tuple[int, int] | None = None) -> RenderInfo:
+    """Parse and check ``folder/manifest.json``; raises :class:`RenderFolderError` with the reason.
+
+    ``frames``: the (first, last) scene frames of a render still running, whose manifest lists only
+    finished ranges (none yet, at first); the result then spans that range.
+    """
     if not str(folder).strip():
         raise RenderFolderError("no render folder given; choose the folder a render was written to")
     folder = Path(folder).expanduser().resolve()
@@ -100,10 +104,10 @@ def read_render_folder(folder: str | Path) -> RenderInfo:
     if version != SUPPORTED_FORMAT_VERSION:
         raise RenderFolderError(f"{path} has manifest format {version!r}; this add-on reads format "
                                 f"{SUPPORTED_FORMAT_VERSION} (update the add-on to match the backend)")
-    return _render_info(folder, path, data)
+    return _render_info(folder, path, data, frames)
 
 
-def _render_info(folder: Path, path: Path, data: dict) -> RenderInfo:
+def _render_info(folder: Path, path: Path, data: dict, frames=None) -> RenderInfo:
     def field(name, kind, where=data, label=None):
         value = where.get(name) if isinstance(where, dict) else None
         if not isinstance(value, kind) or isinstance(value, bool):
@@ -119,10 +123,11 @@ def _render_info(folder: Path, path: Path, data: dict) -> RenderInfo:
     file_format = field("format", str, settings, "settings.format")
     if file_format not in FORMATS:
         raise RenderFolderError(f"{path}: 'settings.format' must be exr or png, got {file_format!r}")
-    ranges = _ranges(path, field("ranges", list))
+    ranges = _ranges(path, field("ranges", list), allow_empty=frames is not None)
+    first, last = frames if frames is not None else (ranges[0][0], ranges[-1][1])
     return RenderInfo(
         folder=folder, fps=parse_fps(field("fps", str)), width=size[0], height=size[1],
-        frame_start=field("frame_start", int), first=ranges[0][0], last=ranges[-1][1], ranges=ranges,
+        frame_start=field("frame_start", int), first=int(first), last=int(last), ranges=ranges,
         file_format=file_format, prefix=field("prefix", str, settings, "settings.prefix"),
         alpha=bool(settings.get("alpha", False)),
         audio_path=Path(field("path", str, audio, "audio.path")),
@@ -130,14 +135,14 @@ def _render_info(folder: Path, path: Path, data: dict) -> RenderInfo:
         style_name=str(style.get("name") or "unknown"))
 
 
-def _ranges(path: Path, ranges: list) -> tuple[tuple[int, int], ...]:
-    """Rendered ranges as sorted (first, last) pairs; at least one."""
+def _ranges(path: Path, ranges: list, *, allow_empty: bool = False) -> tuple[tuple[int, int], ...]:
+    """Rendered ranges as sorted (first, last) pairs; at least one unless ``allow_empty``."""
     pairs = []
     for item in ranges:
         if (not isinstance(item, list) or len(item) != 2 or not all(isinstance(v, int) for v in item)
                 or item[0] > item[1]):
             raise RenderFolderError(f"{path}: 'ranges' must hold [first, last] frame pairs, got {item!r}")
         pairs.append((item[0], item[1]))
-    if not pairs:
+    if not pairs and not allow_empty:
         raise RenderFolderError(f"{path} lists no rendered frames; finish the render first")
     return tuple(sorted(pairs))

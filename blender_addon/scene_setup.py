@@ -33,6 +33,8 @@ class LoadResult:
     image_strip: object | None  # the VSE image strip, when asked for
     video_path: Path | None  # where Blender's FFmpeg encode will go, when configured
     warnings: list[str] = field(default_factory=list)  # problems worth a WARNING report
+    material: object | None = None  # the material showing the frames, when asked for
+    frames_on_disk: int = 0  # frames written so far (all of them once a render finished)
 
 
 def load_render(scene, folder, options: LoadOptions | None = None) -> LoadResult:
@@ -44,7 +46,8 @@ def apply_plan(scene, plan: LoadPlan) -> LoadResult:
     """Carry out a checked plan: image, timing, view, compositor, strips, output, in that order."""
     render, options = plan.render, plan.options
     image = load_image_sequence(render)
-    set_timing(scene, render)
+    if options.timing:
+        set_timing(scene, render)
     if options.standard_view:
         set_standard_view(scene)
     if options.compositor != "NONE":
@@ -52,13 +55,26 @@ def apply_plan(scene, plan: LoadPlan) -> LoadResult:
     # A second load replaces what the first one added, rather than stacking strips.
     remove_strips(scene, f"{NAME} Sound")
     remove_strips(scene, f"{NAME} Frames")
-    sound = add_sound_strip(scene, plan.audio, render.frame_start) if plan.audio else None
-    strip = add_image_strip(scene, render, plan.frame_paths) if options.image_strip else None
+    warnings = list(plan.warnings)
+    sound = None
+    if plan.audio and not bpy_compat.has_audio():
+        warnings.append("this Blender is built without audio (Audaspace), so no sound strip was added and the "
+                        "encode has no sound; use a Blender from blender.org")
+    elif plan.audio:
+        sound = add_sound_strip(scene, plan.audio, render.frame_start)
+    strip = None
+    if options.image_strip:
+        strip = add_image_strip(scene, render, plan.frame_paths, above=_sound_channel(scene, render.frame_start))
+    material = None
+    if options.material:
+        material = add_material(image, render)
+        show_on_active_object(scene, material)
     if options.video_output:
-        set_video_output(scene, plan.video_path, render.audio_channels)
+        set_video_output(scene, plan.video_path, render.audio_channels if bpy_compat.has_audio() else 0)
     scene[FOLDER_PROPERTY] = str(render.folder)
     return LoadResult(image=image, first=render.first, last=render.last, sound_strip=sound, image_strip=strip,
-                      video_path=plan.video_path if options.video_output else None, warnings=list(plan.warnings))
+                      video_path=plan.video_path if options.video_output else None, warnings=warnings,
+                      material=material, frames_on_disk=plan.frames_on_disk)
 
 
 def load_image_sequence(render: RenderInfo):
@@ -182,13 +198,14 @@ def add_sound_strip(scene, path: Path, frame_start: int):
     return strips.new_sound(f"{NAME} Sound", str(path), channel, frame_start)
 
 
-def add_image_strip(scene, render: RenderInfo, frame_paths: list[Path]):
-    """The frames as a VSE image strip, one element per frame, starting at ``render.first``.
+def add_image_strip(scene, render: RenderInfo, frame_paths: list[Path], *, above: int = 0):
+    """The frames as a VSE image strip, one element per frame, starting at ``render.first``, in the
+    lowest free channel above ``above`` (the sound strip's).
 
     While a sequencer has image strips, Blender renders the sequencer instead of the compositor.
     """
     strips = bpy_compat.sequencer_strips(scene)
-    channel = _free_channel(strips, render.first, render.last)
+    channel = _free_channel(strips, render.first, render.last, lowest=above + 1)
     strip = strips.new_image(f"{NAME} Frames", str(frame_paths[0]), channel, render.first)
     for path in frame_paths[1:]:
         strip.elements.append(path.name)
@@ -206,14 +223,23 @@ def remove_strips(scene, name: str) -> None:
         strips.remove(strip)
 
 
-def _free_channel(strips, first: int, last: int) -> int:
-    """The lowest channel with no strip overlapping frames first..last."""
+def _free_channel(strips, first: int, last: int, *, lowest: int = 1) -> int:
+    """The lowest channel from ``lowest`` up with no strip overlapping frames first..last."""
     busy = {s.channel for s in strips if s.frame_final_start <= last and s.frame_final_end > first}
-    return next(c for c in range(1, 129) if c not in busy)
+    return next(c for c in range(max(1, lowest), 129) if c not in busy)
+
+
+def _sound_channel(scene, frame_start: int) -> int:
+    """The channel of the sound strip that starts at ``frame_start`` (else any sound strip; 0 if none)."""
+    if scene.sequence_editor is None:
+        return 0
+    sounds = [s for s in bpy_compat.sequencer_strips(scene) if s.type == "SOUND"]
+    matching = [s for s in sounds if int(s.frame_start) == frame_start] or sounds
+    return min((s.channel for s in matching), default=0)
 
 
 def set_video_output(scene, path: Path, audio_channels: int) -> None:
-    """Blender's FFmpeg output: MP4 with H.264 video and AAC audio, for the final encode."""
+    """Blender's FFmpeg output: MP4 with H.264 video and AAC audio (none when ``audio_channels`` is 0)."""
     r = scene.render
     bpy_compat.set_movie_output(r.image_settings)
     r.image_settings.color_mode = "RGB"
@@ -222,17 +248,29 @@ def set_video_output(scene, path: Path, audio_channels: int) -> None:
     ff.codec = "H264"
     ff.constant_rate_factor = "HIGH"
     ff.ffmpeg_preset = "GOOD"
-    ff.audio_codec = "AAC"
+    ff.audio_codec = "AAC" if audio_channels else "NONE"
     ff.audio_bitrate = 192
     ff.audio_channels = "MONO" if audio_channels == 1 else "STEREO"
     r.use_file_extension = True
     r.filepath = str(path)
 
 
+def show_on_active_object(scene, material) -> object | None:
+    """Put ``material`` on the active object (its active slot, or a first slot); None without one."""
+    obj = bpy.context.view_layer.objects.active if bpy.context.view_layer else None
+    if obj is None or obj.type not in {"MESH", "CURVE", "SURFACE", "META", "FONT"} or obj.data is None:
+        return None
+    if not obj.material_slots:
+        obj.data.materials.append(material)
+    elif obj.active_material is not material:
+        obj.active_material = material
+    return obj
+
+
 def add_material(image, render: RenderInfo, name: str | None = None):
     """A material that shows the frames as emitted light (a screen), in sync with the scene frame.
 
-    Not part of ``load_render``; call it from a script and assign the result to an object.
+    Loading again rebuilds the same material's nodes: no second material, no stacked nodes.
     """
     material = bpy.data.materials.get(name or f"{NAME} {render.folder.name}")
     if material is None:

@@ -115,10 +115,13 @@ class LayoutRecorder:
     def box(self):
         return self
 
+    def row(self, **_):
+        return self
+
 
 def panel_items(scene) -> list:
     panel = SimpleNamespace(layout=LayoutRecorder())
-    bpy.types.AUDIO_CPPN_PT_view3d.draw(panel, SimpleNamespace(scene=scene))
+    bpy.types.AUDIO_CPPN_PT_view3d_frames.draw(panel, SimpleNamespace(scene=scene))
     return panel.layout.items
 
 
@@ -129,11 +132,17 @@ def run_case(case: dict, out: Path) -> dict:
     before = scene_state(scene)
     result = {"name": case["name"], "error": None}
     started = time.perf_counter()
+    if case.get("no_colorspace"):  # an OCIO config without the colour space the add-on needs
+        compat = sys.modules[ADDON_MODULE + ".bpy_compat"]
+        saved, compat.LINEAR_REC709_NAMES = compat.LINEAR_REC709_NAMES, ("No Such Space",)
     try:
         outcome = bpy.ops.audio_cppn.load_render(directory=case["folder"], **case.get("options", {}))
         result["outcome"] = sorted(outcome)
     except RuntimeError as exc:  # an ERROR report becomes RuntimeError when called from Python
         result["error"] = str(exc)
+    finally:
+        if case.get("no_colorspace"):
+            compat.LINEAR_REC709_NAMES = saved
     result["load_seconds"] = time.perf_counter() - started
     result["unchanged"] = scene_state(scene) == before
     result["state"] = scene_state(scene)
@@ -166,6 +175,7 @@ def main(spec_path: str) -> None:
     out = Path(spec["out"])
     out.mkdir(parents=True, exist_ok=True)
     report = {"version": list(bpy.app.version), "version_string": bpy.app.version_string,
+              "audio": bool(getattr(bpy.app.build_options, "audaspace", True)),
               "install": install(spec["zip"]), "cases": {}}
     for case in spec["cases"]:
         report["cases"][case["name"]] = run_case(case, out)
