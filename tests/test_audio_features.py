@@ -229,7 +229,7 @@ def test_saved_features_load_back(tmp_path, suffix):
 def test_npz_and_csv_hold_the_documented_fields(tmp_path):
     features = compute_features(tone(220, sr=22050, duration=1.0), 22050, config=AudioConfig(fps=24))
     with np.load(save_features(features, tmp_path / "f.npz")) as data:
-        assert data["features"].dtype == np.float32 and data["features"].shape == (24, 24)
+        assert data["features"].dtype == np.float32 and data["features"].shape == (24, len(FEATURE_NAMES))
         assert list(data["names"]) == list(FEATURE_NAMES) and str(data["fps"]) == "24"
         assert int(data["frame_start"]) == 1 and data["times"][1] == pytest.approx(1 / 24)
     lines = save_features(features, tmp_path / "f.csv").read_text().splitlines()

@@ -13,6 +13,7 @@ from backend.errors import InvalidInput
 from backend.train.score import score_style
 from backend.styles.library import load_style
 from backend.train.run import TrainConfig, train
+from backend.audio.names import FEATURE_NAMES
 from clip_fixtures import features_file, one_torch_thread, tiny_clip, tiny_clip_dir, write_tiny_clip  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -55,8 +56,8 @@ def test_training_raises_the_score_of_the_prompt(trained, tiny_clip, features_fi
 def test_frames_follow_the_music(tiny_clip):
     model = CPPN(CPPNConfig(hidden=16, depth=2, seed=3))
     times = np.arange(4) / 30.0
-    quiet = FeatureRows(values=np.zeros((4, 24), np.float32), times=times, source="quiet")
-    loud = FeatureRows(values=np.ones((4, 24), np.float32), times=times, source="loud")
+    quiet = FeatureRows(values=np.zeros((4, len(FEATURE_NAMES)), np.float32), times=times, source="quiet")
+    loud = FeatureRows(values=np.ones((4, len(FEATURE_NAMES)), np.float32), times=times, source="loud")
     a = score_style(model, "ink", clip=tiny_clip, audio=quiet, n_frames=2)
     b = score_style(model, "ink", clip=tiny_clip, audio=loud, n_frames=2)
     assert a.audio == "quiet" and abs(a.similarity - b.similarity) > 1e-4

@@ -7,9 +7,12 @@ has no span and sits at 0 — nothing changes, so nothing moves — instead of d
 Silent frames (RMS at or below the floor) are 0 for every level and spectral feature. The rest:
 
 * onset: scaled so the 90th percentile of its peak heights is 1 (the top tenth of hits saturate);
-* beat_pulse as is; beat_sin / beat_cos as 0.5 + 0.5 sin / cos(2 pi phase); all 0 without beats;
+* beat_pulse as is; beat_sin / beat_cos as 0.5 + 0.5 sin / cos(2 pi phase) while there is a beat,
+  fading to 0 within one beat outside the first..last beat; all 0 without beats;
 * tempo: 60..180 BPM -> 0..1, absolute, so styles see the same number for the same tempo;
-* chroma: per-frame contrast, the median pitch class -> 0 and the strongest -> 1.
+* chroma: per-frame contrast, the median pitch class -> 0 and the strongest -> 1;
+* chord_sin / chord_cos as 0.5 + 0.5 sin / cos(root on the circle of fifths), chord_major 1 or 0,
+  all three 0 where no chord is heard.
 
 Smoothing follows attack/release envelopes. Zero-phase (the default, for offline rendering) keeps
 every peak on its frame: the value rises over ``attack`` *before* the event and falls over
@@ -29,7 +32,7 @@ TEMPO_RANGE_BPM = (60.0, 180.0)  # mapped to 0..1, absolute (not per track)
 
 
 def shape_features(raw: np.ndarray, config) -> np.ndarray:
-    """Normalise every column of ``raw`` (n_frames, 24) to [0, 1] per track, then smooth it.
+    """Normalise every column of ``raw`` (n_frames, 27) to [0, 1] per track, then smooth it.
 
     ``config`` is an :class:`~backend.audio.features.AudioConfig`; see the module docstring.
     """
@@ -44,8 +47,10 @@ def shape_features(raw: np.ndarray, config) -> np.ndarray:
     values[:, i] = normalise_onset(raw[:, i], active, percentile=config.onset_percentile, min_peak=ONSET_MIN_PEAK)
     has_beats = np.any(raw[:, FEATURE_INDEX["tempo"]] > 0)
     values[:, FEATURE_INDEX["beat_pulse"]] = raw[:, FEATURE_INDEX["beat_pulse"]]
+    # raw sin/cos are scaled by the beat's presence (fading out within a beat of the last one)
+    presence = np.hypot(raw[:, FEATURE_INDEX["beat_sin"]], raw[:, FEATURE_INDEX["beat_cos"]])
     for name in ("beat_sin", "beat_cos"):
-        values[:, FEATURE_INDEX[name]] = (0.5 + 0.5 * raw[:, FEATURE_INDEX[name]]) * has_beats
+        values[:, FEATURE_INDEX[name]] = (0.5 * presence + 0.5 * raw[:, FEATURE_INDEX[name]]) * has_beats
     slow, fast = TEMPO_RANGE_BPM
     values[:, FEATURE_INDEX["tempo"]] = np.clip((raw[:, FEATURE_INDEX["tempo"]] - slow) / (fast - slow), 0.0, 1.0)
     # Chroma contrast: the per-frame median pitch class -> 0, the strongest -> 1. Noise and
@@ -55,6 +60,10 @@ def shape_features(raw: np.ndarray, config) -> np.ndarray:
     spread = chroma.max(axis=1, keepdims=True) - middle
     contrast = np.divide(chroma - middle, spread, out=np.zeros_like(chroma), where=spread > 1e-6)
     values[:, FEATURE_INDEX[CHROMA[0]]: FEATURE_INDEX[CHROMA[-1]] + 1] = np.clip(contrast, 0, 1) * active[:, None]
+    # raw chord sin/cos have length 1 where a chord is heard, 0 elsewhere; major is +1 / -1 there
+    heard = np.hypot(raw[:, FEATURE_INDEX["chord_sin"]], raw[:, FEATURE_INDEX["chord_cos"]])
+    for name in ("chord_sin", "chord_cos", "chord_major"):
+        values[:, FEATURE_INDEX[name]] = 0.5 * heard + 0.5 * raw[:, FEATURE_INDEX[name]]
     i = FEATURE_INDEX["centroid"]
     centroid = raw[:, i]
     voiced = active & (centroid > 0)
