@@ -48,13 +48,21 @@ def librosa_default_beats(path: Path) -> np.ndarray:
     return beats
 
 
-def chord_root_accuracy(features, truth: dict) -> float | None:
-    """Share of bars whose most common estimated root (frames in the bar's middle half) is the true root."""
+def chord_root_accuracy(features, truth: dict, *, strongest_bin: bool = False) -> float | None:
+    """Share of bars whose most common estimated root (frames in the bar's middle half) is the true root.
+
+    ``strongest_bin``: take the strongest chroma bin as the root instead (what a style saw before).
+    """
     from backend.audio.features import chord_roots
+    from backend.audio.names import CHROMA, FEATURE_INDEX
 
     if not truth["chords"]:
         return None
-    roots = chord_roots(features)
+    if strongest_bin:
+        chroma = features.raw[:, FEATURE_INDEX[CHROMA[0]]: FEATURE_INDEX[CHROMA[-1]] + 1]
+        roots = np.where(chroma.max(axis=1) > 0, chroma.argmax(axis=1), -1)
+    else:
+        roots = chord_roots(features)
     hits = []
     for chord in truth["chords"]:
         quarter = (chord["end"] - chord["start"]) / 4
@@ -79,6 +87,7 @@ def measure(name: str) -> dict:
     accuracy = chord_root_accuracy(features, truth)
     if accuracy is not None:
         row["chord_root_accuracy"] = round(accuracy, 3)
+        row["strongest_chroma_bin_root_accuracy"] = round(chord_root_accuracy(features, truth, strongest_bin=True), 3)
     return row
 
 
@@ -87,9 +96,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "music.json")
     args = parser.parse_args(argv)
     rows = [measure(name) for name in piece_names()]
+    print("| piece | notated BPM | our tempo | beat F (ours) | beat F (librosa default) | chord root per bar (ours / strongest chroma bin) |")
+    print("|---|---|---:|---:|---:|---|")
     for row in rows:
-        print(json.dumps(row))
-    result = {"machine": {"cpu": cpu_name(), "python": platform.python_version()}, "pieces": rows}
+        chords = (f"{row['chord_root_accuracy']:.0%} / {row['strongest_chroma_bin_root_accuracy']:.0%}"
+                  if "chord_root_accuracy" in row else "—")
+        notated = " → ".join(f"{b:g}" for b in row["notated_bpm"]) or "none"
+        print(f"| {row['piece']} | {notated} | {row['tempo']:g}{' ✓' if row['tempo_ok'] else ''} | "
+              f"{row['beat_f']:.2f} | {row['librosa_beat_f']:.2f} | {chords} |")
+    result = {"machine": {"cpu": cpu_name(), "python": platform.python_version()},
+              "command": "python -m bench.bench_music", "pieces": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     return 0
