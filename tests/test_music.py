@@ -56,9 +56,10 @@ def test_tempo_is_the_felt_beat_not_an_octave_off(name):
 def test_librosas_default_tracker_fails_where_ours_does_not():
     """The thresholds above separate right from wrong: librosa's plain beat_track misses these."""
     import librosa
+    import soundfile
 
     for name in ("dnb_172", "tempo_90_140"):
-        y, sr = librosa.load(MUSIC / truth(name)["file"], sr=22050)
+        y, sr = soundfile.read(MUSIC / truth(name)["file"], dtype="float32")
         _, beats = librosa.beat.beat_track(y=y, sr=sr, units="time")
         assert f_measure(truth(name)["beats"], beats) < 0.8
 
