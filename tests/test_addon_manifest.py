@@ -11,7 +11,7 @@ import pytest
 from backend.render.job import RenderConfig, render
 from blender_addon.load_plan import LoadOptions, describe_frames, plan_load
 from blender_addon.render_manifest import RenderFolderError, blender_fps, parse_fps, read_render_folder
-from tests.signals import pulse_train, tone, write_audio
+from tests.helpers.signals import pulse_train, tone, write_audio
 
 ROOT = Path(__file__).resolve().parent.parent
 

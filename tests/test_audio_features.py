@@ -12,7 +12,7 @@ from backend.errors import Cancelled, InvalidInput
 from backend.audio.names import BANDS, FEATURE_NAMES
 from backend.audio.shaping import smooth
 from backend.timebase import frame_count
-from signals import click_track, irregular_times, pulse_train, tone, write_audio
+from tests.helpers.signals import click_track, irregular_times, pulse_train, tone, write_audio
 
 CLICKS = irregular_times(14, seed=3)  # 0.4 .. ~6 s, gaps 0.23-0.61 s
 FPS = ("24", "25", "29.97", "30", "60")

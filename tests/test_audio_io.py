@@ -6,7 +6,7 @@ import soundfile as sf
 
 from backend.audio.io import MIN_SECONDS, probe_audio, read_audio_blocks
 from backend.errors import InvalidInput, NotFound
-from signals import click_track, tone, write_audio
+from tests.helpers.signals import click_track, tone, write_audio
 
 
 @pytest.mark.parametrize("fmt,expected", [("wav", "WAV"), ("flac", "FLAC"), ("ogg", "OGG"), ("mp3", "MP3")])

@@ -6,7 +6,8 @@ from backend.train.audio_rows import AudioSampler, FeatureRows, analysed_rows, c
 from backend.audio.files import load_features
 from backend.errors import InvalidInput, NotFound
 from backend.audio.names import FEATURE_NAMES
-from clip_fixtures import features_file, synthetic_features  # noqa: F401
+from tests.helpers.signals import tone, write_audio
+from tests.helpers.tiny_clip import synthetic_features
 
 
 @pytest.fixture
@@ -83,8 +84,6 @@ def test_check_source_reads_feature_files_and_probes_audio(features_file, tmp_pa
 
 
 def test_analysed_features_are_cached_in_the_project_cache_folder(tmp_path, monkeypatch):
-    from signals import tone, write_audio
-
     monkeypatch.setenv("AUDIO_CPPN_CACHE", str(tmp_path / "cache"))
     audio = write_audio(tmp_path / "tone.wav", tone(220.0, sr=22050, duration=2.0), sr=22050)
     first = analysed_rows(audio)
@@ -96,7 +95,6 @@ def test_analysed_features_are_cached_in_the_project_cache_folder(tmp_path, monk
 
 def test_a_cached_analysis_is_reused_only_for_the_same_audio_and_analysis_version(tmp_path, monkeypatch):
     import backend.audio.features as analysis
-    from signals import tone, write_audio
 
     monkeypatch.setenv("AUDIO_CPPN_CACHE", str(tmp_path / "cache"))
     audio = write_audio(tmp_path / "tone.wav", tone(220.0, sr=22050, duration=2.0), sr=22050)

@@ -6,12 +6,10 @@ operator, renders stills through the compositor, encodes the MP4, and prints wha
 These tests check the pixels, the MP4 and the scene against the files on disk.
 """
 
-import ast
 import json
 import os
 import shutil
 import subprocess
-import sys
 import zipfile
 from fractions import Fraction
 from math import gcd
@@ -26,7 +24,7 @@ from scipy import signal
 import build_addon
 from backend.writers.image import read_image
 from backend.render.job import RenderConfig, render
-from tests.signals import write_audio
+from tests.helpers.signals import write_audio
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECK_SCRIPT = ROOT / "tests" / "blender" / "check_load_render.py"
@@ -142,19 +140,6 @@ def test_build_is_reproducible_and_checks_versions(tmp_path):
     init.write_text(init.read_text().replace('"version": (0, 1, 0)', '"version": (0, 2, 0)'))
     with pytest.raises(build_addon.BuildError, match="bl_info version 0.2.0 .* differs from"):
         build_addon.build(tmp_path / "c", source=source)
-
-
-def test_addon_imports_only_the_standard_library_and_bpy():
-    allowed = set(sys.stdlib_module_names) | {"bpy", "__future__"}
-    for path in (ROOT / "blender_addon").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module]
-            else:
-                continue
-            assert all(n.split(".")[0] in allowed for n in names), f"{path.name} imports {names}"
 
 
 def test_extension_installs_and_enables(blender):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from backend.model.coords import pixel_coords
-from backend.model.cppn import CPPN, CPPNConfig, Reactivity
+from backend.model.cppn import CPPN, CPPNConfig, Reactivity, seeded_normal
 from backend.errors import InvalidInput
 from backend.audio.names import FEATURE_INDEX, FEATURE_NAMES
 
@@ -53,6 +53,19 @@ def test_same_seed_same_network_different_seed_different_network():
     a, b, c = CPPN(CPPNConfig(seed=1)), CPPN(CPPNConfig(seed=1)), CPPN(CPPNConfig(seed=2))
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not torch.equal(a.coord_weight, c.coord_weight)
+
+
+def test_seeded_normal_draws_are_standard_normal_and_keep_torchs_values_for_a_seed():
+    """Same seed, same projection as torch.randn gave before (within float32 rounding), on any CPU."""
+    for shape in [(21, 128), (5, 100), (3,)]:
+        draws = seeded_normal(shape, torch.Generator().manual_seed(12))
+        assert draws.shape == shape and draws.dtype == torch.float64
+        if len(shape) > 1:
+            assert torch.allclose(draws.float(), torch.randn(shape, generator=torch.Generator().manual_seed(12)),
+                                  rtol=0, atol=1e-5)
+    many = seeded_normal((200_000,), torch.Generator().manual_seed(1))
+    assert abs(many.mean().item()) < 0.01 and abs(many.std().item() - 1) < 0.01
+    assert abs((many.abs() < 1).double().mean().item() - 0.6827) < 0.005  # the bell's shape, not just its moments
 
 
 def test_audio_projection_is_fixed_not_trainable():

@@ -5,7 +5,6 @@ import torch
 
 from backend.model.coords import HEIGHT_SPAN, pixel_coords
 from backend.train.cutouts import WIDEST_ASPECT, augment, fixed_views, sample_views, to_images, view_coords
-from clip_fixtures import features_file, one_torch_thread, tiny_clip, tiny_clip_dir  # noqa: F401
 
 HALF_W, HALF_H = WIDEST_ASPECT * math.pi, math.pi  # the 16:9 canvas
 

@@ -18,7 +18,7 @@ from backend.model.cppn import CPPN, CPPNConfig
 from backend.model.device import RENDER_KINDS, check_device_name, resolve_device
 from backend.render.frame_renderer import FrameRenderer, HalfEvaluator
 from backend.styles.library import save_style
-from tests.signals import pulse_train, write_audio
+from tests.helpers.signals import pulse_train, write_audio
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from backend.audio.files import load_features, save_features
 from backend.audio.names import FEATURE_NAMES
 from backend.errors import InvalidInput, NotFound
 from backend.train.audio_rows import read_feature_file
-from tests.signals import pulse_train
+from tests.helpers.signals import pulse_train
 
 
 @pytest.fixture(scope="module")

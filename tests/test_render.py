@@ -18,7 +18,8 @@ from backend.paths import file_sha256
 from backend.render.job import RenderConfig, parse_frame_range, parse_size, render
 from backend.styles.library import DEFAULT_STYLE, load_style, save_style
 from backend.writers.video import probe_video
-from tests.signals import click_track, irregular_times, pulse_train, tone, write_audio
+from tests.helpers.cpu import OTHER_CPU
+from tests.helpers.signals import click_track, irregular_times, pulse_train, tone, write_audio
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(width=64, height=36)
@@ -176,6 +177,25 @@ def test_resume_after_the_render_process_is_killed(files, tmp_path):
     clean = render(long_audio, style, tmp_path / "clean", config=RenderConfig(width=160, height=90, device="cpu"))
     assert clean.frames_rendered == 90
     assert frame_bytes(out) == frame_bytes(tmp_path / "clean")
+
+
+def test_a_folder_started_on_another_cpu_is_finished_here_and_differs_only_by_rounding(files, tmp_path):
+    """A farm mixing CPUs: frames 1-30 from a process on other CPU kernels, the rest from this one."""
+    audio, style = files
+    mixed, here = tmp_path / "mixed", tmp_path / "here"
+    command = [sys.executable, "-m", "backend", "render", str(audio), "--style", str(style), "-o", str(mixed),
+               "--size", "64x36", "--device", "cpu", "--frames", "1-30", "-q"]
+    other = subprocess.run(command, env={**os.environ, **OTHER_CPU, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert other.returncode == 0, other.stderr
+    finished = render(audio, style, mixed, config=RenderConfig(**SMALL))
+    assert (finished.frames_skipped, finished.frames_rendered) == (30, 30)
+    render(audio, style, here, config=RenderConfig(**SMALL))
+    for name, data in frame_bytes(here).items():
+        if int(name[6:12]) > 30:
+            assert (mixed / name).read_bytes() == data  # this machine's frames: the same bytes
+        else:  # the other CPU's: within one half-float step (5e-4 in linear values, << 1/255)
+            assert np.abs(read_image(mixed / name) - read_image(here / name)).max() <= 5e-4, name
 
 
 def test_mp4_output_and_one_pass_into_frames_and_video(files, tmp_path):

@@ -5,14 +5,15 @@ import pytest
 import torch
 
 from backend.audio.io import probe_audio
-from backend.cli import build_parser, main
+from backend.cli import main
 from backend.audio.demo_track import demo_track_path
 from backend.model.cppn import CPPN, CPPNConfig
 from backend.writers.image import image_header
 from backend.styles.library import save_style
 from backend.timebase import frame_count_for_seconds
 from backend.writers.video import probe_video
-from tests.signals import pulse_train, write_audio
+from tests.helpers.cli import options_without_help
+from tests.helpers.signals import pulse_train, write_audio
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +39,7 @@ def test_help_describes_every_option_and_gives_examples(capsys):
         assert exit_info.value.code == 0
         text = capsys.readouterr().out
         assert "examples:" in text and f"audio-cppn {command}" in text
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
-    for command in ("render", "demo"):
-        for action in sub.choices[command]._actions:
-            assert action.help, f"{command} {action.option_strings or action.dest} has no help"
+        assert not options_without_help(command)
 
 
 def test_render_writes_frames_and_prints_a_closing_line(files, tmp_path, capsys):

@@ -6,15 +6,16 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from backend.train.audio_rows import FeatureRows, read_feature_file
+from backend.render.frame_renderer import FrameRenderer
+from backend.train.audio_rows import read_feature_file, spread_rows
 from backend.model.cppn import CPPN, CPPNConfig
 from backend.errors import InvalidInput
 from backend.train.score import score_style
 from backend.styles.library import load_style
 from backend.train.run import TrainConfig, train
-from backend.audio.names import FEATURE_NAMES
-from clip_fixtures import features_file, one_torch_thread, tiny_clip, tiny_clip_dir, write_tiny_clip  # noqa: F401
+from tests.helpers.tiny_clip import write_tiny_clip
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -53,14 +54,26 @@ def test_training_raises_the_score_of_the_prompt(trained, tiny_clip, features_fi
     assert after > before + 0.005
 
 
-def test_frames_follow_the_music(tiny_clip):
+def test_the_score_judges_the_frames_a_render_makes_at_those_moments_of_the_music(tiny_clip, features_file):
+    """What the number means to a user: CLIP's similarity of the very frames the renderer makes at
+    those times of the track, music included (the centre square of each, as CLIP crops a frame)."""
     model = CPPN(CPPNConfig(hidden=16, depth=2, seed=3))
-    times = np.arange(4) / 30.0
-    quiet = FeatureRows(values=np.zeros((4, len(FEATURE_NAMES)), np.float32), times=times, source="quiet")
-    loud = FeatureRows(values=np.ones((4, len(FEATURE_NAMES)), np.float32), times=times, source="loud")
-    a = score_style(model, "ink", clip=tiny_clip, audio=quiet, n_frames=2)
-    b = score_style(model, "ink", clip=tiny_clip, audio=loud, n_frames=2)
-    assert a.audio == "quiet" and abs(a.similarity - b.similarity) > 1e-4
+    rows = read_feature_file(features_file)
+    result = score_style(model, "ink", clip=tiny_clip, audio=rows, n_frames=4)
+    times, values = (t.numpy() for t in spread_rows(rows, 4))
+    assert result.times == pytest.approx(times.tolist())
+    size = tiny_clip.image_size[0] * 2  # the score renders at twice CLIP's input size
+    with FrameRenderer(model, width=size, height=size, device="cpu") as renderer:
+        with_music, without = renderer.render(times, values), renderer.render(times, np.zeros_like(values))
+
+    def clip_similarity(frames):
+        with torch.no_grad():
+            images = tiny_clip.encode_images(torch.from_numpy(frames).permute(0, 3, 1, 2))
+            text = tiny_clip.encode_text(["ink"])
+        return (F.normalize(images, dim=-1) @ F.normalize(text, dim=-1).T)[:, 0].numpy()
+
+    assert np.allclose(result.per_frame, clip_similarity(with_music), rtol=0, atol=1e-4)
+    assert np.abs(clip_similarity(with_music) - clip_similarity(without)).max() > 1e-3  # so the music counts
 
 
 def test_weighted_and_negative_prompts_are_scored(tiny_clip, features_file):

@@ -14,7 +14,6 @@ from backend.styles.library import list_styles, load_style
 from backend.train.run import TrainConfig, train
 from backend.train.loop import Trainer
 from backend.audio.names import FEATURE_NAMES
-from clip_fixtures import features_file, one_torch_thread, tiny_clip, tiny_clip_dir  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -16,7 +16,6 @@ from backend.styles.library import load_style
 from backend.train.checkpoint import STATE_KEY, checkpoint_path
 from backend.train.config import FLAT_NAMES, MODEL_NAMES, TrainConfig
 from backend.train.run import train
-from clip_fixtures import features_file, one_torch_thread, tiny_clip_dir  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

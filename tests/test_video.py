@@ -7,7 +7,7 @@ import pytest
 from backend.errors import BackendError, InvalidInput
 from backend.timebase import frame_count
 from backend.writers.video import AudioClip, VideoWriter, probe_video
-from tests.signals import tone, write_audio
+from tests.helpers.signals import tone, write_audio
 
 W, H = 96, 54
 

@@ -1,1 +1,3 @@
-"""The CPPN itself: its config, the network, its coordinate inputs and the reactivity settings."""
+"""The CPPN itself: its config and network (cppn), its coordinate and time inputs (coords) and how
+strongly music moves it (reactivity). Imports the core and audio's feature names, nothing later.
+"""

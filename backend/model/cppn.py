@@ -52,7 +52,7 @@ class CPPN(nn.Module):
         c = config
         gen = torch.Generator().manual_seed(c.seed)
 
-        def uniform(shape, bound):
+        def uniform(shape, bound):  # float64 draws are exact on every CPU; rounded once to float32
             return (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1).mul(bound).float()
 
         n_time = 2 * len(c.time_periods)
@@ -71,8 +71,8 @@ class CPPN(nn.Module):
         with torch.no_grad():
             self.out.weight.copy_(uniform((c.out_channels, c.hidden), math.sqrt(6 / c.hidden)))
             self.out.bias.zero_()
-        emphasis = torch.tensor([[MORPH_EMPHASIS.get(n, 1.0)] for n in c.audio_inputs])  # (A, 1)
-        projection = torch.randn((len(c.audio_inputs), c.hidden), generator=gen) * c.audio_scale * emphasis
+        emphasis = torch.tensor([[MORPH_EMPHASIS.get(n, 1.0)] for n in c.audio_inputs], dtype=torch.float64)
+        projection = (seeded_normal((len(c.audio_inputs), c.hidden), gen) * c.audio_scale * emphasis).float()
         self.register_buffer("audio_projection", projection)  # (A, hidden), fixed on purpose
         self.register_buffer("audio_index", torch.tensor([FEATURE_INDEX[n] for n in c.audio_inputs],
                                                          dtype=torch.long), persistent=False)
@@ -109,6 +109,32 @@ class CPPN(nn.Module):
     def forward(self, coords: torch.Tensor, time_s: torch.Tensor, audio: torch.Tensor,
                 reactivity: Reactivity | None = None) -> torch.Tensor:
         return self.render_pixels(coords, self.frame_terms(time_s, audio, reactivity))
+
+
+def seeded_normal(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+    """Standard normal draws (float64) from ``gen``, the same on every CPU.
+
+    ``torch.randn`` in float32 takes a vectorised path whose rounding depends on the instruction
+    set (a seed gave different bytes with and without AVX2). This is the same Box-Muller transform
+    over the same exact float32 uniform draws, pairing values as that path does, so existing seeds
+    keep their projection to within float32 rounding; the arithmetic is float64, rounded once by
+    the caller. (float64 log/cos/sin may differ by an ulp between kernels; rounded to float32, that
+    changes a value only when it sits within that ulp of a float32 boundary.)
+    """
+    n = math.prod(shape)
+    whole = n - n % 16
+    values = _box_muller(torch.rand(n, generator=gen).double()[:whole])
+    if n % 16:  # a ragged end: the last 16 values are drawn afresh
+        values = torch.cat((values[:max(n - 16, 0)], _box_muller(torch.rand(16, generator=gen).double())))
+    return values[:n].reshape(shape)
+
+
+def _box_muller(uniform: torch.Tensor) -> torch.Tensor:
+    """Blocks of 16 uniforms in [0, 1): the first 8 give radii, the last 8 angles (cos, then sin)."""
+    blocks = uniform.reshape(-1, 16)
+    radius = torch.sqrt(-2.0 * torch.log(1.0 - blocks[:, :8]))
+    theta = 2.0 * math.pi * blocks[:, 8:]
+    return torch.cat((radius * torch.cos(theta), radius * torch.sin(theta)), dim=1).reshape(-1)
 
 
 def apply_flash(colour: torch.Tensor, flash: torch.Tensor) -> torch.Tensor:

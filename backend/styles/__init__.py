@@ -1,1 +1,3 @@
-"""Styles: the library of style files (safetensors), the bundled procedural recipes and previews."""
+"""Styles: the library of style files (safetensors, never pickle), the bundled procedural recipes,
+and preview pictures. Imports the core, audio, writers and model.
+"""

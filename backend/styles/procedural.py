@@ -14,6 +14,7 @@ import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from backend.model.cppn import CPPN, CPPNConfig
@@ -53,16 +54,37 @@ RECIPES: tuple[Recipe, ...] = (
 
 
 def build_procedural(recipe: Recipe) -> CPPN:
-    """The recipe's network: seeded init, coordinate emphasis, palette folded into the output layer."""
+    """The recipe's network: seeded init, coordinate emphasis, palette folded into the output layer.
+
+    The same on every CPU: the seeded draws are exact, and the transforms run in float64 as plain
+    multiplies and adds in a fixed order (no BLAS kernel, whose float32 sums round differently from
+    one instruction set to the next), rounded once to float32. So the committed files are what any
+    machine builds, bit for bit.
+    """
     model = CPPN(CPPNConfig(seed=recipe.seed, first_omega=recipe.first_omega,
                             hidden_omega=recipe.hidden_omega))
-    matrix = torch.tensor(recipe.colour_matrix, dtype=torch.float32)  # (3, 3)
-    offset = torch.tensor(recipe.colour_offset, dtype=torch.float32)  # (3,)
+    coord_weight, weight, bias = (t.detach().numpy().astype(np.float64)
+                                  for t in (model.coord_weight, model.out.weight, model.out.bias))
     with torch.no_grad():
-        model.coord_weight.mul_(torch.tensor(recipe.coord_gains, dtype=torch.float32))
-        model.out.weight.copy_(matrix @ model.out.weight)
-        model.out.bias.copy_(matrix @ model.out.bias + offset)
+        model.coord_weight.copy_(_as_float32(coord_weight * np.array(recipe.coord_gains)))
+        model.out.weight.copy_(_as_float32(_matrix_times(recipe.colour_matrix, weight)))
+        model.out.bias.copy_(_as_float32(_matrix_times(recipe.colour_matrix, bias) + np.array(recipe.colour_offset)))
     return model.eval().requires_grad_(False)
+
+
+def _matrix_times(matrix: tuple[tuple[float, ...], ...], rows: np.ndarray) -> np.ndarray:
+    """``matrix @ rows`` in float64, summed term by term left to right: no BLAS, no fused multiply-add."""
+    result = []
+    for coefficients in matrix:
+        total = np.zeros(rows.shape[1:], np.float64)
+        for coefficient, row in zip(coefficients, rows):
+            total = np.add(total, np.multiply(coefficient, row))
+        result.append(total)
+    return np.stack(result)
+
+
+def _as_float32(values: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(values.astype(np.float32))
 
 
 def write_bundled_styles(folder: Path) -> list[Path]:

@@ -1,1 +1,4 @@
-"""Training a style from a prompt with CLIP guidance, its checkpoints, and CLIP scoring."""
+"""Training a style from a prompt with CLIP guidance (run, loop, config, cutouts, guidance,
+audio_rows), its checkpoints and record, and CLIP scoring. Imports everything up to clip; never
+render (its peer).
+"""

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from backend.audio.names import FEATURE_INDEX, FEATURE_NAMES
@@ -53,30 +52,3 @@ def write_features(path: Path, **kwargs) -> Path:
     values, times = synthetic_features(**kwargs)
     np.savez(path, values=values, times=times)
     return path
-
-
-@pytest.fixture(scope="session")
-def tiny_clip_dir(tmp_path_factory) -> Path:
-    return write_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
-
-
-@pytest.fixture(scope="session")
-def tiny_clip(tiny_clip_dir):
-    from backend.clip.models import load_clip
-
-    return load_clip(f"local-dir:{tiny_clip_dir}", None)
-
-
-@pytest.fixture(scope="session")
-def features_file(tmp_path_factory) -> Path:
-    return write_features(tmp_path_factory.mktemp("features") / "music.npz")
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Tiny tensors run as fast on one thread, and one thread cannot stall busy-waiting for a
-    second one on a shared 2-core CI machine (measured: 4.5 s instead of 21 s under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -1,0 +1,108 @@
+"""Per-hop spectral measurements (backend/audio/spectral.py): a tone lands in its band with its
+power, chroma names its note, the centroid is its frequency, a click's flux peaks on its hop, and
+hops map to frames by exact arithmetic, streamed or not."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from backend.audio.names import BANDS
+from backend.audio.spectral import (ANALYSIS_RATE, COL_BANDS, COL_CHROMA, COL_FREQ_POWER, COL_MS, COL_POWER, HOP,
+                                    FrameMeans, HopAnalyzer, frame_window_hops, window_max)
+
+SR = ANALYSIS_RATE
+
+
+def tone(freq, seconds=1.0, amplitude=0.5):
+    return (amplitude * np.sin(2 * np.pi * freq * np.arange(int(seconds * SR)) / SR)).astype(np.float32)
+
+
+def click(at_s, seconds=1.0):
+    y = np.zeros(int(seconds * SR), np.float32)
+    i = int(at_s * SR)
+    y[i: i + 64] = 0.8 * np.random.default_rng(0).uniform(-1, 1, 64)  # 2 ms of noise
+    return y
+
+
+def analyse(y, block=None):
+    analyzer = HopAnalyzer()
+    parts = [analyzer.push(y[i: i + (block or len(y))]) for i in range(0, len(y), block or len(y))]
+    parts.append(analyzer.finish())
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+@pytest.mark.parametrize("freq,band", [(40, "sub"), (100, "bass"), (440, "low_mid"), (2000, "high_mid"),
+                                       (8000, "treble")])
+def test_a_tone_lands_in_its_band_with_its_power(freq, band):
+    _, levels = analyse(tone(freq, amplitude=0.5))
+    middle = levels[len(levels) // 2]
+    powers = dict(zip(BANDS, middle[COL_BANDS]))
+    assert powers[band] == pytest.approx(0.125, rel=0.01)  # mean square of a 0.5 sine
+    assert sum(p for b, p in powers.items() if b != band) < 1e-4 * powers[band]  # and nowhere else
+    assert middle[COL_FREQ_POWER] / middle[COL_POWER] == pytest.approx(freq, rel=1e-3)  # the centroid
+
+
+def test_rms_reads_the_mean_square_on_the_short_window():
+    _, levels = analyse(tone(440, amplitude=0.5) + tone(1000, amplitude=0.25))
+    assert levels[len(levels) // 2, COL_MS] == pytest.approx(0.125 + 0.03125, rel=0.01)
+
+
+def test_chroma_names_the_note_and_ignores_the_bass_below_120_hz():
+    _, levels = analyse(tone(440))  # A4
+    chroma = levels[len(levels) // 2, COL_CHROMA]
+    assert np.argmax(chroma) == 9 and chroma[9] > 5 * np.delete(chroma, 9).max()  # C, C#, ... A is 9
+    _, levels = analyse(tone(55))  # A1: below the chroma range
+    assert levels[len(levels) // 2, COL_CHROMA].sum() < 1e-6
+
+
+def test_a_click_peaks_the_flux_on_its_hop_and_silence_has_none():
+    flux, _ = analyse(click(0.5))
+    assert np.argmax(flux) == round(0.5 * SR / HOP)
+    assert flux[: round(0.45 * SR / HOP)].max() == 0 and flux[round(0.55 * SR / HOP):].max() == 0
+
+
+def test_any_blocks_give_the_same_hops_and_their_count():
+    y = tone(330, seconds=2.0, amplitude=0.3) + click(0.7, seconds=2.0)
+    flux, levels = analyse(y)
+    for block in (777, 160, 5000):
+        streamed_flux, streamed_levels = analyse(y, block)
+        assert len(streamed_flux) == len(flux) == 1 + len(y) // HOP
+        np.testing.assert_allclose(streamed_flux, flux, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(streamed_levels, levels, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("fps", [Fraction(24), Fraction(30000, 1001), Fraction(60)])
+@pytest.mark.parametrize("offset", [0, 64])
+def test_each_hop_belongs_to_the_frame_whose_half_frame_window_holds_its_time(fps, offset):
+    n_frames = 200
+    start, end = frame_window_hops(0, n_frames, fps, offset)
+    assert start[0] == 0 and np.all(start[1:] == end[:-1])  # the windows tile the hops: no gap, no overlap
+    for i in range(n_frames):
+        for j in range(max(0, start[i] - 1), end[i] + 1):
+            time = Fraction(j * HOP + offset, SR)
+            inside = Fraction(2 * i - 1, 2) / fps <= time < Fraction(2 * i + 1, 2) / fps
+            assert inside == (start[i] <= j < end[i]), (i, j)
+
+
+def test_window_max_puts_a_one_hop_spike_on_its_frame():
+    fps = Fraction(30000, 1001)
+    values = np.zeros(2000, np.float32)
+    spikes = [37, 400, 1234]
+    values[spikes] = [1.0, 0.5, 0.25]
+    frames = window_max(values, fps, n_frames=300)
+    for hop, height in zip(spikes, [1.0, 0.5, 0.25]):
+        assert frames[round(hop * HOP / SR * fps)] == height
+    assert np.count_nonzero(frames) == 3
+
+
+def test_frame_means_streamed_in_pieces_are_the_means_of_each_frames_hops():
+    fps = Fraction(25)
+    rows = np.random.default_rng(1).normal(size=(1000, 3))
+    means = FrameMeans(fps, 3)
+    pieces = [means.push(rows[a:b]) for a, b in [(0, 7), (7, 300), (300, 301), (301, 1000)]]
+    streamed = np.concatenate([*pieces, means.finish(125)])
+    start, end = frame_window_hops(0, 125, fps)
+    expected = np.array([rows[a:min(b, 1000)].mean(axis=0) for a, b in zip(start, end)])
+    assert streamed.shape == (125, 3)
+    np.testing.assert_allclose(streamed, expected, rtol=1e-12, atol=1e-12)
