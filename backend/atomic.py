@@ -7,6 +7,8 @@ they share the temporary-name scheme that :func:`remove_stale_temps` recognises 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import os
 import socket
 import tempfile
@@ -15,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from backend.errors import InvalidInput
+from backend.errors import InvalidInput, NoSpace
+from backend.user_paths import NAME_MAX, kind_of
 
 _TEMP_MARK = ".tmp-"
 _HOST = socket.gethostname().replace("-", "_").replace(".", "_")[:32] or "host"
@@ -23,10 +26,33 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once: os.umask can only be read by setting it
 
 
-def temp_path(path: Path) -> Path:
-    """A hidden temporary name beside ``path``, unique per host, process and thread."""
+def hidden_sibling(path: Path, tail: str) -> Path:
+    """``.<name><tail>`` beside ``path``, its name shortened (never the user's) to fit in NAME_MAX bytes.
+
+    A long name keeps its first bytes and gains a short hash of the whole name, so two long names
+    that share their start still get different siblings.
+    """
     path = Path(path)
-    return path.with_name(f".{path.name}{_TEMP_MARK}{_HOST}-{os.getpid()}-{threading.get_ident()}")
+    name = path.name
+    if len(os.fsencode(f".{name}{tail}")) <= NAME_MAX:
+        return path.with_name(f".{name}{tail}")
+    tag = "~" + hashlib.sha256(os.fsencode(name)).hexdigest()[:12]
+    room = NAME_MAX - len(os.fsencode(f".{tag}{tail}"))
+    head = os.fsencode(name)[:room].decode("utf-8", "ignore")  # never split a character in two
+    return path.with_name(f".{head}{tag}{tail}")
+
+
+def temp_path(path: Path) -> Path:
+    """A hidden temporary name beside ``path``, unique per host, process and thread; it fits wherever ``path`` does."""
+    return hidden_sibling(path, f"{_TEMP_MARK}{_HOST}-{os.getpid()}-{threading.get_ident()}")
+
+
+def os_error(exc: OSError, path: Path, doing: str = "write") -> InvalidInput:
+    """The one-line error for an OSError while writing ``path``; a full disk says so."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NoSpace(f"no space left on the disk of {Path(path).parent} (cannot {doing} {Path(path).name})",
+                       fix="free some space or choose another folder")
+    return InvalidInput(f"cannot {doing} {path}: {exc.strerror or exc}")
 
 
 @contextlib.contextmanager
@@ -43,7 +69,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp and safetensors create 0600 files
         os.replace(tmp, path)
     except OSError as exc:
-        raise InvalidInput(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise os_error(exc, path) from None
     finally:
         with contextlib.suppress(OSError):  # nothing to remove, or the folder itself is unusable
             tmp.unlink(missing_ok=True)
@@ -58,7 +84,7 @@ def check_writable(folder: str | os.PathLike, *, create: bool = False) -> Path:
     folder = Path(folder)
     blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
-        raise InvalidInput(f"cannot write to {folder}: {blocker} is a file, not a folder",
+        raise InvalidInput(f"cannot write to {folder}: {blocker} is {kind_of(blocker.stat().st_mode)}, not a folder",
                            fix="choose a folder you can write to")
     try:
         if create:
@@ -69,6 +95,50 @@ def check_writable(folder: str | os.PathLike, *, create: bool = False) -> Path:
         raise InvalidInput(f"cannot write to {folder}: {exc.strerror or exc}",
                            fix="choose a folder you can write to") from None
     return folder
+
+
+def check_parent_writable(path: str | os.PathLike) -> Path:
+    """Before any slow work and without creating anything: ``path`` could be written, because its
+    nearest existing ancestor is a folder a file can really be created in."""
+    path = Path(path)
+    parent = next((p for p in path.parents if p.exists()), Path("."))
+    blocker = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
+    if blocker is not None and not blocker.is_dir():
+        what = kind_of(blocker.stat().st_mode) if blocker.exists() else "a broken link"
+        raise InvalidInput(f"cannot write to {path.parent}: {blocker} is {what}, not a folder",
+                           fix="choose a folder you can write to")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise InvalidInput(f"cannot write to {path.parent}: {exc.strerror or exc}",
+                           fix="choose a folder you can write to") from None
+    return path
+
+
+def create_folders(folder: str | os.PathLike) -> list[Path]:
+    """``mkdir -p folder``; returns the folders it created, deepest first, so a failed run can remove them."""
+    folder = Path(folder)
+    missing = []
+    for p in (folder, *folder.parents):
+        if p.exists() or p.is_symlink():
+            break
+        missing.append(p)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(f"cannot create {folder}: {exc.strerror or exc}",
+                           fix="choose a folder you can write to") from None
+    return missing
+
+
+def remove_created(folders: list[Path]) -> None:
+    """Remove folders a failed run created (deepest first), as long as nothing else went into them."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty: someone else's files, or ours that must stay
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -25,6 +25,10 @@ class InvalidInput(BackendError):
     """Bad arguments or unreadable input data (HTTP 400)."""
 
 
+class NoSpace(InvalidInput):
+    """The disk filled up while writing (HTTP 507 where a server can say so)."""
+
+
 class NotFound(BackendError):
     """A file, style, model or weights that do not exist (HTTP 404)."""
 

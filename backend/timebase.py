@@ -19,6 +19,7 @@ from backend.errors import InvalidInput
 _NTSC = {"23.976": Fraction(24000, 1001), "29.97": Fraction(30000, 1001),
          "59.94": Fraction(60000, 1001), "119.88": Fraction(120000, 1001)}
 MAX_FPS = 200  # audio features are measured every 5 ms (spectral.HOP_RATE): no finer frames
+MIN_FPS = Fraction(1, 1000)  # one frame every 1000 s; slower is surely a typo (and 1001ths could not hold it)
 
 
 def parse_fps(value: str | float | int | Fraction) -> Fraction:
@@ -28,10 +29,13 @@ def parse_fps(value: str | float | int | Fraction) -> Fraction:
         return _NTSC[text]
     try:
         fps = Fraction(text) if not isinstance(value, Fraction) else value
-    except (ValueError, ZeroDivisionError):
-        raise InvalidInput(f"fps must be a number like 30, 29.97 or 30000/1001, got {text!r}") from None
+    except (ValueError, ZeroDivisionError, OverflowError):  # OverflowError: "inf"
+        raise InvalidInput(f"fps must be a number like 30, 29.97 or 30000/1001, got {text[:40]!r}") from None
     if fps <= 0 or fps > MAX_FPS:
-        raise InvalidInput(f"fps must be > 0 and at most {MAX_FPS}, got {text}")
+        raise InvalidInput(f"fps must be > 0 and at most {MAX_FPS}, got {text[:40]}")
+    if fps < MIN_FPS:
+        raise InvalidInput(f"fps must be at least {float(MIN_FPS):g} (one frame per {int(1 / MIN_FPS)} s), "
+                           f"got {text[:40]}")
     # 29.97 typed as a float arrives as 29.97; map it to the NTSC fraction too.
     for key, exact in _NTSC.items():
         if fps == Fraction(key):

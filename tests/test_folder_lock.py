@@ -52,3 +52,35 @@ def test_two_locks_in_one_process_also_exclude_each_other(tmp_path):
 def test_never_rendered_folder_is_not_locked(tmp_path):
     assert locked_by(tmp_path) is None
     assert locked_by(tmp_path / "missing") is None
+
+
+def test_a_release_removes_the_lock_file_and_a_killed_holders_file_is_reused(tmp_path):
+    child = _hold_in_child(tmp_path)
+    child.kill()
+    child.wait()
+    assert (tmp_path / ".audio-cppn.lock").exists() and locked_by(tmp_path) is None  # left by SIGKILL, not held
+    with OutputLock(tmp_path):
+        assert locked_by(tmp_path) == os.getpid()
+    assert not (tmp_path / ".audio-cppn.lock").exists()
+
+
+def test_a_lock_whose_file_was_replaced_after_locking_is_taken_again_on_the_new_file(tmp_path):
+    lock = OutputLock(tmp_path)
+    stale = os.open(lock.path, os.O_RDWR | os.O_CREAT)  # a waiter that opened the file before it went
+    lock.acquire()
+    lock.release()
+    import fcntl
+
+    fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the waiter now locks an unlinked file ...
+    try:
+        with OutputLock(tmp_path):  # ... which must not keep the next writer out, nor let two in
+            assert locked_by(tmp_path) == os.getpid()
+    finally:
+        os.close(stale)
+
+
+def test_the_lock_beside_an_mp4_fits_beside_the_longest_legal_name(tmp_path):
+    video = tmp_path / ("v" * 251 + ".mp4")
+    with OutputLock(video) as lock:
+        assert len(lock.path.name.encode()) <= 255 and lock.path.parent == tmp_path
+        assert locked_by(video) == os.getpid()

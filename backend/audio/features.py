@@ -68,6 +68,7 @@ class AudioConfig:
     tempo_range: tuple[float, float] = DEFAULT_TEMPO_RANGE  # BPM range searched for the beat
     beat_times: tuple[float, ...] | None = None  # the beats themselves (seconds), e.g. from a DJ tool
     max_seconds: float = 6 * 3600.0  # longer audio is refused rather than filling memory
+    span_seconds: float | None = None  # analyse only the track's first SPAN seconds (a preview); None = all
 
     def __post_init__(self):
         self.fps = parse_fps(self.fps)  # at most MAX_FPS == spectral.HOP_RATE: one frame per hop
@@ -91,6 +92,10 @@ class AudioConfig:
                 and self.max_seconds > 0):
             raise InvalidInput("min_range_db (<= max_range_db), min_range_octaves, start_bpm and max_seconds "
                                "must be > 0, beat_pulse_decay_ms and chroma_median_ms >= 0")
+        if self.span_seconds is not None:
+            if not isinstance(self.span_seconds, (int, float)) or not MIN_SECONDS <= self.span_seconds < math.inf:
+                raise InvalidInput(f"span_seconds must be a finite number >= {MIN_SECONDS}, got {self.span_seconds}")
+            self.span_seconds = float(self.span_seconds)
 
         lo, hi = (float(v) for v in self.tempo_range)
         if not 20 <= lo < hi <= 400:
@@ -116,7 +121,9 @@ class AudioConfig:
                 "chroma_median_ms": self.chroma_median_ms,
                 "start_bpm": self.start_bpm, "max_seconds": self.max_seconds, "bpm": self.bpm,
                 "tempo_range": list(self.tempo_range),
-                "beat_times": None if self.beat_times is None else list(self.beat_times)}
+                "beat_times": None if self.beat_times is None else list(self.beat_times),
+                # only when set: a whole-track analysis keeps the dict (and every cache key) it always had
+                **({"span_seconds": self.span_seconds} if self.span_seconds is not None else {})}
 
     @classmethod
     def from_dict(cls, data: dict) -> "AudioConfig":
@@ -133,13 +140,17 @@ def analyze(path, *, config: AudioConfig | None = None, progress: ProgressCallba
     """Features of an audio (or video) file, streamed in blocks of ``block_seconds``.
 
     Raises NotFound / InvalidInput for files that cannot be analysed (see ``probe_audio``).
+    With ``config.span_seconds`` only the track's start is decoded and analysed, as if the file
+    ended there: its normalisation and beats come from that part alone.
     """
     config = config or AudioConfig()
     info = probe_audio(path)
-    _check_length(info.n_samples, info.sample_rate, config, str(info.path))
-    blocks = iter_source_blocks(info, block_frames=max(1, int(block_seconds * info.sample_rate)))
+    limit = None if config.span_seconds is None else int(round(config.span_seconds * info.sample_rate))
+    expected = info.n_samples if limit is None else min(limit, info.n_samples)
+    _check_length(expected, info.sample_rate, config, str(info.path))
+    blocks = iter_source_blocks(info, block_frames=max(1, int(block_seconds * info.sample_rate)), limit=limit)
     return analyze_blocks(blocks, info.sample_rate, config=config, progress=progress,
-                          expected_samples=info.n_samples)
+                          expected_samples=expected)
 
 
 def compute_features(y: np.ndarray, sr: int, *, config: AudioConfig | None = None,

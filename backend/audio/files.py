@@ -28,6 +28,7 @@ from backend.atomic import check_writable, write_bytes
 from backend.audio.names import FEATURE_INDEX, FEATURE_NAMES
 from backend.errors import InvalidInput, NotFound
 from backend.timebase import fps_label, frame_times
+from backend.user_paths import check_not_special, check_path_names
 
 FEATURE_SUFFIXES = (".npz", ".csv", ".json")  # what save_features writes
 READ_SUFFIXES = (".npz", ".json", ".npy")  # what load_features reads
@@ -70,7 +71,7 @@ class Features:
 
 def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] = FEATURE_SUFFIXES) -> Path:
     """Fail early (before a long analysis) if ``path`` has the wrong suffix or cannot be written."""
-    path = Path(path)
+    path = check_path_names(path, "output")
     if path.suffix.lower() not in suffixes:
         raise InvalidInput(f"output {path} must end in {', '.join(suffixes)}, got {path.suffix or 'no suffix'!r}")
     if path.is_dir():
@@ -80,6 +81,7 @@ def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] = FEATU
         raise InvalidInput(f"cannot write {path}: folder {folder} does not exist")
     if not folder.is_dir():
         raise InvalidInput(f"cannot write {path}: {folder} is not a folder")
+    check_not_special(path, "output")  # a pipe or device there is not ours to replace
     check_writable(folder)
     return path
 

@@ -19,7 +19,8 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-from backend.errors import InvalidInput, NotFound
+from backend.errors import InvalidInput, NotFound  # noqa: F401 (NotFound: raised through check_regular_file)
+from backend.user_paths import check_path_names, check_regular_file
 
 MIN_SECONDS = 0.5  # shorter files carry too little to analyse (no onset context, no beat)
 EXPECTED = "expected wav, flac, ogg, mp3 or a video file with an audio track"
@@ -47,10 +48,10 @@ def probe_audio(path: str | os.PathLike) -> AudioInfo:
     than :data:`MIN_SECONDS`.
     """
     path = Path(path)
-    if not path.exists():
-        raise NotFound(f"audio file not found: {path}")
+    check_path_names(path, "audio file")
     if path.is_dir():
         raise InvalidInput(f"{path} is a directory; {EXPECTED}")
+    check_regular_file(path, "audio file")  # a pipe or /dev/zero is refused by what it is, never read
     if path.stat().st_size == 0:
         raise InvalidInput(f"{path} is empty (0 bytes); {EXPECTED}")
     try:
@@ -100,20 +101,24 @@ def read_audio_blocks(path: str | os.PathLike, *, sample_rate: int | None = None
             yield tail
 
 
-def iter_source_blocks(info: AudioInfo, *, block_frames: int) -> Iterator[np.ndarray]:
-    """The file's samples at its own rate: float32 blocks (n, channels), ``info.n_samples`` in all.
+def iter_source_blocks(info: AudioInfo, *, block_frames: int, limit: int | None = None) -> Iterator[np.ndarray]:
+    """The file's samples at its own rate: float32 blocks (n, channels), ``info.n_samples`` in all
+    (at most ``limit``: decoding stops there).
 
     Raises InvalidInput when decoding stops well short of the length the header promised.
     """
     source = _soundfile_blocks if info.reader == "soundfile" else _pyav_blocks
+    wanted = info.n_samples if limit is None else min(limit, info.n_samples)
     done = 0
     for block in source(info, block_frames):
-        if info.length_known:
-            block = block[: info.n_samples - done]  # encoders pad the last packet (AAC: up to 1023 samples)
+        if info.length_known or limit is not None:
+            block = block[: (wanted if info.length_known else limit) - done]  # encoders pad the last packet
         if len(block):
             done += len(block)
             yield block
-    if info.length_known and done < info.n_samples * (1 - _TRUNCATION_TOLERANCE):
+        if limit is not None and done >= limit:
+            return
+    if info.length_known and done < wanted * (1 - _TRUNCATION_TOLERANCE):
         raise InvalidInput(f"{info.path} is truncated or damaged: its header promises "
                            f"{info.duration:.2f} s but only {done / info.sample_rate:.2f} s could be decoded")
 
@@ -159,7 +164,10 @@ def _probe_soundfile(path: Path) -> AudioInfo:
                              n_samples=int(f.frames), duration=f.frames / f.samplerate, format=f.format)
             log, subtype = f.extra_info, f.subtype
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise _NotForThisReader(f"libsndfile: {_first_line(exc)}") from None
+        why = _first_line(exc)
+        if "possibly a pipe" in why:  # libsndfile's guess for data it cannot place; we checked it is a file
+            why = "unrecognised or damaged data"
+        raise _NotForThisReader(f"libsndfile: {why}") from None
     # libsndfile quietly shortens a WAV whose data chunk is cut off; its log says by how much.
     cut = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", log, flags=re.MULTILINE)
     if cut and int(cut.group(2)) < int(cut.group(1)) * (1 - _TRUNCATION_TOLERANCE):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Callable
 
@@ -22,8 +24,28 @@ def error_line(exc: BackendError) -> str:
     return f"error: {exc.message}" + (f" (fix: {exc.fix})" if exc.fix else "")
 
 
+MAX_INT_OPTION = 2**31 - 1  # no whole-number option means more; each command's library bounds it further
+
+
+def whole_number(text: str) -> int:
+    """Every ``type=int`` option: a plain whole number of sane size, parsed at once (never a 400-digit seed)."""
+    stripped = str(text).strip()
+    digits = stripped.lstrip("+-")
+    if not digits.isdigit() or not digits.isascii():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {stripped[:40]!r}")
+    if len(digits) > 10 or abs(int(stripped)) > MAX_INT_OPTION:
+        raise argparse.ArgumentTypeError(f"must be a whole number from {-MAX_INT_OPTION} to {MAX_INT_OPTION}, "
+                                         f"got {stripped[:24] + ('...' if len(stripped) > 24 else '')}")
+    return int(stripped)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors like every other error of the CLI (exit code 2, no usage block)."""
+    """argparse with one-line errors like every other error of the CLI (exit code 2, no usage block),
+    and bounded whole numbers for every ``type=int`` option."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("type", int, whole_number)  # argument groups share this registry
 
     def error(self, message: str):
         print(f"error: {message} (see '{self.prog} --help')", file=sys.stderr)
@@ -43,8 +65,22 @@ def device_type(kinds: tuple[str, ...] = ALL_KINDS) -> Callable[[str], str]:
     return parse
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so every ``finally`` removes what the run left half-done."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def run_command(func: Callable, args) -> int:
-    """Run a command; a BackendError becomes one line on stderr and its exit code (2)."""
+    """Run a command; a BackendError becomes one line on stderr and its exit code (2).
+
+    SIGTERM (a job scheduler, ``kill``) is handled like Ctrl-C: the run stops, unfinished files
+    are removed, and the exit code is 143.
+    """
+    main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         code = func(args)
     except BrokenPipeError:  # `audio-cppn styles --json | head`: the reader left, not an error of ours
@@ -56,6 +92,16 @@ def run_command(func: Callable, args) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("error: terminated", file=sys.stderr)
+        return 143
+    except OSError as exc:  # the file system refused something no check foresaw: still one line
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0 if code is None else code
 
 

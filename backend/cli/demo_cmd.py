@@ -38,6 +38,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from backend.audio.demo_track import demo_track_path
+    from backend.render.folder_lock import locked_by
     from backend.render.job import RenderConfig, parse_size, render
 
     width, height = parse_size(args.size)
@@ -48,6 +49,8 @@ def run(args) -> int:
             result = render(demo_track_path(), args.style, args.out / "demo", config=config,
                             video=args.out / "demo.mp4", progress=bars)
         except Conflict as exc:  # the demo owns out/demo: an older demo's frames are simply replaced
+            if any(locked_by(p) is not None for p in (args.out / "demo", args.out / "demo.mp4")):
+                raise  # ... unless another process is writing them right now
             bars.close()
             print(f"note: {exc.message}; re-rendering the demo", file=sys.stderr)
             config.overwrite = True

@@ -41,7 +41,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("audio", type=Path, help="the track: wav, flac, ogg, mp3 or a video with an audio track")
     parser.add_argument("-s", "--style", default=DEFAULT_STYLE,
                         help=f"style name in the library or path to a .safetensors style (default: {DEFAULT_STYLE})")
-    parser.add_argument("-o", "--output", type=Path, required=True,
+    parser.add_argument("-o", "--output", required=True,  # a str: Path("") would quietly mean "here"
                         help="a folder for the image sequence, or a file ending in .mp4")
     add_picture_options(parser)
     parser.add_argument("--format", choices=("exr", "png"), default="exr",
@@ -61,6 +61,9 @@ def add_parser(subparsers) -> None:
                         help="with a folder output, also encode this MP4 from the same frames (one compute pass)")
     parser.add_argument("--overwrite", action="store_true",
                         help="re-render existing frames, and replace a folder or MP4 made with other settings")
+    parser.add_argument("--verify", action="store_true",
+                        help="before skipping frames already on disk, decode each one whole (default: a cheap "
+                             "check of each file's header and length)")
     parser.add_argument("--styles-dir", type=Path, help=f"style library folder (default: ${STYLES_ENV} or styles/)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -142,10 +145,11 @@ def config_from_args(args):
     width, height = parse_size(args.size)
     return RenderConfig(
         width=width, height=height, fps=args.fps, frame_start=args.frame_start,
-        frames=parse_frame_range(args.frames) if args.frames else None, duration=args.duration,
+        frames=parse_frame_range(args.frames) if args.frames is not None else None, duration=args.duration,
         format=args.format, png_depth=args.png_depth, exr_compression=args.exr_compression, alpha=args.alpha,
         prefix=args.prefix, seed=args.seed, device=args.device, reactivity=reactivity_from_args(args),
-        audio_options=audio_options_from_args(args), overwrite=args.overwrite)
+        audio_options=audio_options_from_args(args), overwrite=args.overwrite,
+        verify=getattr(args, "verify", False))
 
 
 def summary_line(result) -> str:

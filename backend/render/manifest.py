@@ -1,6 +1,6 @@
 """``manifest.json``: what an output folder of frames was rendered from, so it can be resumed or verified.
 
-It records the audio (path, sha256, length), fps, size, the style (name, kind, sha256), every
+It records the audio (path, fingerprint, length, and its sha256 when the whole track was analysed), fps, size, the style (name, kind, sha256), every
 setting that shapes the frames, the track's frame numbers, the ranges rendered so far, the device
 and the audio-cppn version. A rerun compares its own manifest with the folder's: the *identity*
 (everything that changes the pixels or the files) must match, or the render is refused.
@@ -13,15 +13,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from backend.atomic import write_text
-from backend.errors import InvalidInput
+from backend.errors import BackendError, InvalidInput
+from backend.user_paths import open_regular
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
+MAX_MANIFEST_BYTES = 16 << 20  # far above any real manifest (its ranges merge); a bigger file is not ours
 # Top-level keys whose values must match for a folder to be resumed. Not identity: where the
 # audio file lives (its hash is), the ranges, the device (CPU FP32 and CUDA FP16 differ by
 # rounding only), timestamps.
 IDENTITY = ("format_version", "version", "fps", "size", "frame_start", "settings")
-NESTED_IDENTITY = {"audio": ("sha256",), "style": ("sha256",)}
+NESTED_IDENTITY = {"audio": ("fingerprint",), "style": ("sha256",)}
 
 
 def now_iso() -> str:
@@ -42,15 +44,23 @@ def merge_ranges(ranges: list[list[int]]) -> list[list[int]]:
 def read_manifest(folder: Path) -> dict | None:
     """The folder's manifest, or None when there is none."""
     path = Path(folder) / MANIFEST_NAME
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        with open_regular(path, "render manifest") as f:  # a pipe or device there must not block us
+            data = json.loads(f.read(MAX_MANIFEST_BYTES + 1).decode("utf-8"))
+    except (OSError, ValueError, RecursionError, BackendError) as exc:
         raise InvalidInput(f"{path} is not a readable render manifest ({exc})",
                            fix="delete it, or use --overwrite to start the folder afresh") from None
     if not isinstance(data, dict) or "format_version" not in data:
         raise InvalidInput(f"{path} is not an audio-cppn render manifest")
+    ranges = data.setdefault("ranges", [])
+    if not (isinstance(ranges, list) and all(isinstance(r, list) and len(r) == 2 and
+                                             all(type(n) is int and 0 <= n < 2**31 for n in r) for r in ranges)):
+        raise InvalidInput(f"{path} has damaged frame ranges", fix="delete it, or use --overwrite to start afresh")
+    for key in ("audio", "style", "settings", "video", "track"):
+        if not isinstance(data.setdefault(key, {}), dict):
+            raise InvalidInput(f"{path} has a damaged {key!r} entry", fix="delete it, or use --overwrite to start afresh")
     return data
 
 

@@ -15,6 +15,8 @@ file at its final name is always complete.
 
 from __future__ import annotations
 
+import shutil
+import struct
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +27,7 @@ import numpy as np
 
 from backend import __version__
 from backend.atomic import atomic_path
-from backend.errors import InvalidInput
+from backend.errors import InvalidInput, NoSpace
 
 EXR_COMPRESSIONS = ("zip", "piz", "dwaa", "none")
 PNG_DEPTHS = (8, 16)
@@ -108,7 +110,11 @@ def _write_pixels(path: Path, pixels: np.ndarray, fmt: str, attributes: dict) ->
         ok = out.write_image(np.ascontiguousarray(pixels))
         ok = out.close() and ok
         if not ok:
-            raise InvalidInput(f"cannot write {path}: {out.geterror() or 'write failed (disk full?)'}")
+            message = out.geterror()
+            if shutil.disk_usage(path.parent).free < pixels.nbytes:  # OIIO reports ENOSPC in words, or not at all
+                raise NoSpace(f"no space left on the disk of {path.parent} (cannot write {path.name})",
+                              fix="free some space or choose another folder")
+            raise InvalidInput(f"cannot write {path}: {message or 'write failed'}")
     return path
 
 
@@ -221,6 +227,54 @@ def image_is_whole(path: Path, expected: tuple[int, int, int, str]) -> bool:
     except InvalidInput:
         return False
     return True
+
+
+# Scanlines per EXR chunk by compression code (none, rle, zips, zip, piz, pxr24, b44, b44a, dwaa, dwab).
+_EXR_LINES = {0: 1, 1: 1, 2: 1, 3: 16, 4: 32, 5: 16, 6: 32, 7: 32, 8: 32, 9: 256}
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def file_is_complete(path: Path) -> bool | None:
+    """Whether a frame file is as long as its own structure says (a file cut short is not), without
+    decoding pixels: a PNG ends with its IEND chunk; a scanline EXR's last chunk ends at the file's
+    end. None when the structure is one this check does not know (tiled or multi-part EXR)."""
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        if Path(path).suffix.lower() == ".png":
+            f.seek(max(0, size - len(_PNG_END)))
+            return size > len(_PNG_END) and f.read() == _PNG_END
+        f.seek(0)
+        head = f.read(65536)
+        try:
+            if head[:4] != b"\x76\x2f\x31\x01":
+                return False
+            if int.from_bytes(head[4:8], "little") & 0x1A00:  # tiled, deep or multi-part
+                return None
+            pos, attributes = 8, {}
+            while head[pos] != 0:
+                name_end = head.index(b"\0", pos)
+                type_end = head.index(b"\0", name_end + 1)
+                length = int.from_bytes(head[type_end + 1: type_end + 5], "little")
+                attributes[head[pos:name_end]] = head[type_end + 5: type_end + 5 + length]
+                pos = type_end + 5 + length
+            _, y_min, _, y_max = struct.unpack("<4i", attributes[b"dataWindow"])
+            chunks = -(-(y_max - y_min + 1) // _EXR_LINES[attributes[b"compression"][0]])
+            f.seek(pos + 1)
+            offsets = struct.unpack(f"<{chunks}Q", f.read(8 * chunks))
+            last = max(offsets)
+            f.seek(last)
+            _, data_size = struct.unpack("<iI", f.read(8))
+        except (IndexError, KeyError, ValueError, struct.error):
+            return False
+        return last + 8 + data_size == size
+
+
+def image_is_complete(path: Path, expected: tuple[int, int, int, str]) -> bool:
+    """Cheap check of a frame a finished render wrote: header as ``expected`` and the file not cut short."""
+    if image_header(path) != expected:
+        return False
+    complete = file_is_complete(path)
+    return complete if complete is not None else image_is_whole(path, expected)
 
 
 class FrameSink:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import queue
@@ -26,7 +27,7 @@ from typing import Iterator
 import av
 import numpy as np
 
-from backend.errors import BackendError, InvalidInput
+from backend.errors import BackendError, InvalidInput, NoSpace
 from backend.atomic import temp_path
 
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
@@ -108,6 +109,9 @@ class VideoWriter:
             yield
         except (av.FFmpegError, OSError) as exc:
             self.abort()
+            if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpace(f"no space left on the disk of {self.path.parent} (cannot write {self.path.name})",
+                              fix="free some space or choose another folder") from None
             raise InvalidInput(f"cannot write video {self.path}: {exc}") from None
         except BaseException:
             self.abort()
