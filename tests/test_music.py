@@ -189,7 +189,8 @@ def test_beats_given_by_the_user_are_used_as_they_are():
     assert f.config["beat_times"] == list(given)
 
 
-@pytest.mark.parametrize("hints", [{"bpm": 5.0}, {"tempo_range": (140.0, 70.0)}, {"beat_times": (1.0, 0.5)}])
+@pytest.mark.parametrize("hints", [{"bpm": 5.0}, {"tempo_range": (140.0, 70.0)}, {"beat_times": (1.0, 0.5)},
+                                   {"bpm": "fast"}, {"tempo_range": (70.0,)}, {"beat_times": ("one", "two")}])
 def test_impossible_hints_are_refused(hints):
     with pytest.raises(InvalidInput):
         AudioConfig(**hints)

@@ -97,16 +97,22 @@ class AudioConfig:
                 raise InvalidInput(f"span_seconds must be a finite number >= {MIN_SECONDS}, got {self.span_seconds}")
             self.span_seconds = float(self.span_seconds)
 
-        lo, hi = (float(v) for v in self.tempo_range)
+        try:
+            lo, hi = (float(v) for v in self.tempo_range)
+            bpm = None if self.bpm is None else float(self.bpm)
+            beats = None if self.beat_times is None else tuple(float(t) for t in self.beat_times)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"beat hints must be numbers: tempo range LOW-HIGH, bpm, beat times in seconds; "
+                               f"got {self.tempo_range!r}, {self.bpm!r}, and beat times "
+                               f"{str(self.beat_times)[:40]}") from None
         if not 20 <= lo < hi <= 400:
             raise InvalidInput(f"tempo range must be LOW-HIGH BPM with 20 <= LOW < HIGH <= 400, got {lo:g}-{hi:g}")
         self.tempo_range = (lo, hi)
-        if self.bpm is not None:
-            self.bpm = float(self.bpm)
-            if not 20 <= self.bpm <= 400:
-                raise InvalidInput(f"bpm must be between 20 and 400, got {self.bpm:g}")
-        if self.beat_times is not None:
-            beats = tuple(float(t) for t in self.beat_times)
+        if bpm is not None:
+            if not 20 <= bpm <= 400:
+                raise InvalidInput(f"bpm must be between 20 and 400, got {bpm:g}")
+            self.bpm = bpm
+        if beats is not None:
             if len(beats) < 2 or not all(math.isfinite(t) and t >= 0 for t in beats) or \
                     any(b <= a for a, b in zip(beats, beats[1:])):
                 raise InvalidInput("beat times must be at least two increasing times in seconds, >= 0")
