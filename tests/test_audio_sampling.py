@@ -5,6 +5,7 @@ import torch
 from backend.train.audio_rows import AudioSampler, FeatureRows, analysed_rows, check_source, spread_rows
 from backend.audio.files import load_features
 from backend.errors import InvalidInput, NotFound
+from backend.audio.names import FEATURE_NAMES
 from tests.helpers.signals import tone, write_audio
 from tests.helpers.tiny_clip import synthetic_features
 
@@ -22,7 +23,7 @@ def real_rows(rows: FeatureRows) -> set[tuple]:
 def test_every_batch_element_gets_its_own_time_over_the_whole_range(rows):
     time_s, audio = AudioSampler(rows, time_range_s=600.0).sample(16, generator=torch.Generator().manual_seed(0))
     assert time_s.shape == (16,) and time_s.dtype == torch.float64
-    assert audio.shape == (16, 24) and audio.dtype == torch.float32
+    assert audio.shape == (16, len(FEATURE_NAMES)) and audio.dtype == torch.float32
     assert len(set(time_s.tolist())) == 16
     many, _ = AudioSampler(rows, time_range_s=600.0).sample(2000, generator=torch.Generator().manual_seed(1))
     assert many.min() >= 0 and many.max() < 600
@@ -71,7 +72,7 @@ def test_spread_rows_avoid_the_ends(rows):
 
 def test_check_source_reads_feature_files_and_probes_audio(features_file, tmp_path):
     assert check_source(None) is None
-    assert check_source(features_file).values.shape == (240, 24)
+    assert check_source(features_file).values.shape == (240, len(FEATURE_NAMES))
     with pytest.raises(NotFound, match="features file not found"):
         check_source(tmp_path / "none.npz")
     with pytest.raises(NotFound, match="audio file not found"):
@@ -94,7 +95,6 @@ def test_analysed_features_are_cached_in_the_project_cache_folder(tmp_path, monk
 
 def test_a_cached_analysis_is_reused_only_for_the_same_audio_and_analysis_version(tmp_path, monkeypatch):
     import backend.audio.features as analysis
-    from tests.helpers.signals import tone, write_audio
 
     monkeypatch.setenv("AUDIO_CPPN_CACHE", str(tmp_path / "cache"))
     audio = write_audio(tmp_path / "tone.wav", tone(220.0, sr=22050, duration=2.0), sr=22050)

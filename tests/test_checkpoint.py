@@ -11,6 +11,7 @@ from backend.model.cppn import CPPN, CPPNConfig
 from backend.styles.library import list_styles
 from backend.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from backend.train.run import TrainConfig, train
+from backend.audio.names import FEATURE_NAMES
 
 STATE = {"step": 2, "prompt": "ink in water", "settings": {"lr": 0.01, "resolutions": [32, 48]},
          "history": {"steps": [{"step": 1, "similarity": 0.21}]}, "best": {"step": 2, "score": 0.25},
@@ -30,7 +31,7 @@ def a_run(seed=0):
 
 def step(model, optimizer, generator):
     coords = torch.rand(16, 3, generator=generator) * 2 - 1
-    loss = model(coords, torch.rand(1, generator=generator), torch.rand(1, 24, generator=generator)).square().mean()
+    loss = model(coords, torch.rand(1, generator=generator), torch.rand(1, len(FEATURE_NAMES), generator=generator)).square().mean()
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()

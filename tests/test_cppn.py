@@ -115,3 +115,15 @@ def test_flash_brightens_towards_white_and_keeps_alpha():
         flashed = model(coords, torch.tensor([0.0]), audio_frame(onset=1.0), Reactivity(flash=1.0, morph=0.0))
     assert torch.allclose(flashed[..., :3], torch.ones_like(flashed[..., :3]))
     assert torch.allclose(flashed[..., 3], base[..., 3])
+
+
+def test_a_style_reads_only_the_features_it_names_so_older_styles_ignore_the_chord():
+    """Features are addressed by name: the chord features added in analysis version 2 move a style
+    that lists them, and leave a style from before them (which does not) exactly as it was."""
+    older = CPPN(CPPNConfig(hidden=16, depth=2))  # the default inputs predate the chord
+    newer = CPPN(CPPNConfig(hidden=16, depth=2, audio_inputs=("bass", "chord_sin", "chord_cos", "chord_major")))
+    time = torch.tensor([1.0])
+    c_major, f_sharp_minor = audio_frame(chord_sin=0.5, chord_cos=1.0, chord_major=1.0), \
+        audio_frame(chord_sin=0.5, chord_cos=0.0, chord_major=0.0)
+    assert torch.equal(older.frame_terms(time, c_major).bias, older.frame_terms(time, f_sharp_minor).bias)
+    assert not torch.allclose(newer.frame_terms(time, c_major).bias, newer.frame_terms(time, f_sharp_minor).bias)

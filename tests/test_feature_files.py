@@ -44,11 +44,13 @@ def test_bare_arrays_read_as_30_fps_from_frame_1(tmp_path):
 def test_files_that_are_not_features_are_refused_with_the_reason(features, tmp_path):
     good = np.zeros((10, len(FEATURE_NAMES)), np.float32)
     cases = {
-        "narrow.npy": (lambda p: np.save(p, np.zeros((10, 5), np.float32)), r"must have shape \(frames, 24\), got \(10, 5\)"),
-        "empty.npy": (lambda p: np.save(p, np.zeros((0, 24), np.float32)), r"must have shape \(frames, 24\)"),
-        "nan.npy": (lambda p: np.save(p, np.where(np.eye(10, 24) > 0, np.nan, good)), "NaN or infinite"),
-        "renamed.npz": (lambda p: np.savez(p, features=good, names=np.array([f"x{i}" for i in range(24)])),
-                        "expected the canonical 24"),
+        "narrow.npy": (lambda p: np.save(p, np.zeros((10, 5), np.float32)), rf"must have shape \(frames, {len(FEATURE_NAMES)}\), got \(10, 5\)"),
+        "empty.npy": (lambda p: np.save(p, np.zeros((0, len(FEATURE_NAMES)), np.float32)), rf"must have shape \(frames, {len(FEATURE_NAMES)}\)"),
+        "nan.npy": (lambda p: np.save(p, np.where(np.eye(10, len(FEATURE_NAMES)) > 0, np.nan, good)), "NaN or infinite"),
+        "renamed.npz": (lambda p: np.savez(p, features=good, names=np.array([f"x{i}" for i in range(len(FEATURE_NAMES))])),
+                        f"expected the canonical {len(FEATURE_NAMES)}"),
+        "older.npz": (lambda p: np.savez(p, features=np.zeros((10, 24), np.float32), names=np.array(FEATURE_NAMES[:24])),
+                      "written by an older audio-cppn analysis \\(24 features"),
         "other.npz": (lambda p: np.savez(p, weights=good), r"has no 'features' array; it holds \['weights'\]"),
         "list.json": (lambda p: p.write_text(json.dumps([1, 2])), "is not a features file audio-cppn can read"),
         "text.npz": (lambda p: p.write_text("hello"), "is not a features file audio-cppn can read"),

@@ -148,4 +148,4 @@ def test_the_real_command_runs_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no progress bar when stderr is not a terminal
     with np.load(tmp_path / "f.npz") as data:
-        assert data["features"].shape == (132, 24) and str(data["fps"]) == "60"
+        assert data["features"].shape == (132, len(FEATURE_NAMES)) and str(data["fps"]) == "60"

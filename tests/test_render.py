@@ -118,6 +118,23 @@ def test_resume_skips_done_frames_and_changed_settings_are_refused(files, tmp_pa
     assert sorted(p.name for p in out.glob("frame_*")) == [f"frame_{n:06d}.exr" for n in range(1, 6)]
 
 
+def test_a_folder_rendered_by_an_older_analysis_is_refused_not_mixed(files, tmp_path):
+    """Analysis version 2 moves beats and adds features: frames of version 1 are never resumed into."""
+    audio, style = files
+    out = tmp_path / "out"
+    render(audio, style, out, config=RenderConfig(**SMALL, frames=(1, 5)))
+    manifest = json.loads((out / "manifest.json").read_text())
+    older = manifest["settings"]["audio"]
+    older["analysis_version"] = 1
+    for name in ("bpm", "tempo_range", "beat_times"):  # settings version 1 did not have
+        older.pop(name)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    before = frame_bytes(out)
+    with pytest.raises(Conflict, match=r"analysis_version: 1 -> 2"):
+        render(audio, style, out, config=RenderConfig(**SMALL, frames=(1, 10)))
+    assert frame_bytes(out) == before
+
+
 def test_frames_without_a_manifest_are_not_overwritten_silently(files, tmp_path):
     audio, style = files
     out = tmp_path / "out"

@@ -148,3 +148,24 @@ def test_progress_shows_frames_per_second_and_eta_and_the_close_gives_the_realti
     assert len([line for line in bar if line.startswith("render")]) <= 6, result.stderr
     closing = result.stdout.strip().splitlines()[-1]
     assert closing.startswith("rendered 45 frames") and "frames/s" in closing and "x realtime" in closing
+
+
+def test_beat_hints_reach_the_render_manifest(files, tmp_path, capsys):
+    """--bpm, --tempo-range and --beats-file are analysis settings: recorded, so a resume must match them."""
+    audio, style = files
+    beats = tmp_path / "beats.txt"
+    beats.write_text("# exported from a DJ tool\n0.25\n0.75, downbeat\n1.25\n")
+    out = tmp_path / "hinted"
+    code, _, _ = run_cli(capsys, "render", audio, "--style", style, "-o", out, "--size", "32x18",
+                         "--bpm", "120", "--tempo-range", "70-140", "--beats-file", beats, "-q")
+    assert code == 0
+    analysis = json.loads((out / "manifest.json").read_text())["settings"]["audio"]
+    assert (analysis["bpm"], analysis["tempo_range"], analysis["beat_times"]) == (120.0, [70.0, 140.0],
+                                                                                  [0.25, 0.75, 1.25])
+    code, _, err = run_cli(capsys, "render", audio, "--style", style, "-o", out, "--size", "32x18",
+                           "--bpm", "100", "--tempo-range", "70-140", "--beats-file", beats, "-q")
+    assert code == 2 and "bpm: 120.0 -> 100.0" in err
+    beats.write_text("0.25\nsoon\n")
+    code, _, err = run_cli(capsys, "render", audio, "--style", style, "-o", tmp_path / "bad", "-q",
+                           "--beats-file", beats)
+    assert code == 2 and "line 2: expected a time in seconds" in err

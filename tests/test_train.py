@@ -13,6 +13,7 @@ from backend.train.score import score_style
 from backend.styles.library import list_styles, load_style
 from backend.train.run import TrainConfig, train
 from backend.train.loop import Trainer
+from backend.audio.names import FEATURE_NAMES
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -78,7 +79,7 @@ def test_trained_style_loads_renders_and_records_its_run(tiny_config, tiny_clip_
     assert style.model.config.hidden == 16 and style.model.config.depth == 3
     # The style renders a 16:9 frame with the renderer's coordinates: valid colour with structure.
     coords = pixel_coords(64, 36)
-    frame = style.model(coords, torch.tensor([3.0]), torch.full((1, 24), 0.4))[0]
+    frame = style.model(coords, torch.tensor([3.0]), torch.full((1, len(FEATURE_NAMES)), 0.4))[0]
     assert frame.shape == (64 * 36, 3) and torch.isfinite(frame).all()
     assert frame.min() >= 0 and frame.max() <= 1 and frame.std() > 0.01
     # Side files: preview PNG, history with one entry per step, the curve picture.
@@ -200,7 +201,7 @@ def test_a_bad_features_file_fails_before_clip_loads(tiny_config, tmp_path, monk
     monkeypatch.setattr(train_module, "load_clip", lambda *a, **k: pytest.fail("CLIP loaded before the check"))
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((10, 5), np.float32))
-    with pytest.raises(InvalidInput, match=r"must have shape \(frames, 24\)"):
+    with pytest.raises(InvalidInput, match=rf"must have shape \(frames, {len(FEATURE_NAMES)}\)"):
         train("ink", name="x", config=tiny_config(features=str(bad)), styles_dir=tmp_path)
     with pytest.raises(NotFound, match="audio file not found"):
         train("ink", name="x", config=tiny_config(features=str(tmp_path / "song.wav")), styles_dir=tmp_path)
@@ -292,6 +293,6 @@ def test_bad_input_fails_fast_with_clear_messages(tiny_config, tmp_path):
         train("ink", name="x", config=tiny_config(features=str(tmp_path / "none.npz")), styles_dir=tmp_path)
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((10, 5), np.float32))
-    with pytest.raises(InvalidInput, match=r"must have shape \(frames, 24\)"):
+    with pytest.raises(InvalidInput, match=rf"must have shape \(frames, {len(FEATURE_NAMES)}\)"):
         train("ink", name="x", config=tiny_config(features=str(bad)), styles_dir=tmp_path)
     assert not list(tmp_path.glob("x*"))

@@ -1,4 +1,4 @@
-"""Per-video-frame audio features: one row per frame, 24 values in [0, 1], in FEATURE_NAMES order.
+"""Per-video-frame audio features: one row per frame, 27 values in [0, 1], in FEATURE_NAMES order.
 
 Frame ``n`` (a scene frame number) shows ``t = (n - frame_start) / fps``; a track of ``d`` seconds
 has ``ceil(d * fps)`` frames (see :mod:`backend.timebase`). Each frame summarises the audio in its
@@ -23,7 +23,8 @@ import numpy as np
 
 from backend.audio import spectral
 from backend.audio.io import MIN_SECONDS, iter_source_blocks, probe_audio
-from backend.audio.beats import beat_features, track_beats
+from backend.audio.chords import estimate_chords, fifths_angle, root_from_angle
+from backend.audio.beats import DEFAULT_TEMPO_RANGE, beat_features, track_beats
 from backend.errors import InvalidInput
 from backend.audio.files import Features
 from backend.audio.names import BANDS, CHROMA, FEATURE_INDEX, FEATURE_NAMES
@@ -32,13 +33,14 @@ from backend.progress import Progress, ProgressCallback, report
 from backend.timebase import fps_label, frame_count, frame_times, parse_fps
 
 RAW_FLOOR_DB = -120.0  # raw dB values never go below this (digital silence)
-ANALYSIS_VERSION = 1  # bump when the same settings give different numbers; part of to_dict() for caches
+ANALYSIS_VERSION = 2  # 2: local tempo and octave rule, chords, beat fade; bump when the same settings give different numbers; part of to_dict() for caches
 
 
 def default_smoothing() -> dict[str, tuple[float, float]]:
     """(attack_ms, release_ms) per feature: quick rises, releases long enough to read as motion."""
     table = {"sub": (20, 180), "bass": (20, 180), "low_mid": (10, 140), "high_mid": (10, 120),
-             "treble": (5, 100), "rms": (20, 200), "onset": (0, 90), "centroid": (30, 200)}
+             "treble": (5, 100), "rms": (20, 200), "onset": (0, 90), "centroid": (30, 200),
+             "chord_sin": (30, 200), "chord_cos": (30, 200), "chord_major": (30, 200)}
     table.update({name: (20, 150) for name in CHROMA})
     return {name: tuple(map(float, table.get(name, (0.0, 0.0)))) for name in FEATURE_NAMES}
 
@@ -61,6 +63,10 @@ class AudioConfig:
     beat_pulse_decay_ms: float = 150.0  # the beat pulse falls to 1/e this long after each beat
     chroma_median_ms: float = 250.0  # running median over time before chroma: drum hits are shorter
     start_bpm: float = 120.0  # centre of the tempo prior (octave errors lean towards it)
+    # User hints, because no tracker is right on every song:
+    bpm: float | None = None  # fit the beat grid at this tempo (the phase still comes from the audio)
+    tempo_range: tuple[float, float] = DEFAULT_TEMPO_RANGE  # BPM range searched for the beat
+    beat_times: tuple[float, ...] | None = None  # the beats themselves (seconds), e.g. from a DJ tool
     max_seconds: float = 6 * 3600.0  # longer audio is refused rather than filling memory
     span_seconds: float | None = None  # analyse only the track's first SPAN seconds (a preview); None = all
 
@@ -91,6 +97,27 @@ class AudioConfig:
                 raise InvalidInput(f"span_seconds must be a finite number >= {MIN_SECONDS}, got {self.span_seconds}")
             self.span_seconds = float(self.span_seconds)
 
+        try:
+            lo, hi = (float(v) for v in self.tempo_range)
+            bpm = None if self.bpm is None else float(self.bpm)
+            beats = None if self.beat_times is None else tuple(float(t) for t in self.beat_times)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"beat hints must be numbers: tempo range LOW-HIGH, bpm, beat times in seconds; "
+                               f"got {self.tempo_range!r}, {self.bpm!r}, and beat times "
+                               f"{str(self.beat_times)[:40]}") from None
+        if not 20 <= lo < hi <= 400:
+            raise InvalidInput(f"tempo range must be LOW-HIGH BPM with 20 <= LOW < HIGH <= 400, got {lo:g}-{hi:g}")
+        self.tempo_range = (lo, hi)
+        if bpm is not None:
+            if not 20 <= bpm <= 400:
+                raise InvalidInput(f"bpm must be between 20 and 400, got {bpm:g}")
+            self.bpm = bpm
+        if beats is not None:
+            if len(beats) < 2 or not all(math.isfinite(t) and t >= 0 for t in beats) or \
+                    any(b <= a for a, b in zip(beats, beats[1:])):
+                raise InvalidInput("beat times must be at least two increasing times in seconds, >= 0")
+            self.beat_times = beats
+
     def to_dict(self) -> dict:
         return {"analysis_version": ANALYSIS_VERSION, "fps": fps_label(self.fps), "frame_start": self.frame_start,
                 "smoothing": {k: list(v) for k, v in self.smoothing.items()}, "zero_phase": self.zero_phase,
@@ -98,7 +125,9 @@ class AudioConfig:
                 "floor_db": self.floor_db, "min_range_db": self.min_range_db, "max_range_db": self.max_range_db,
                 "min_range_octaves": self.min_range_octaves, "beat_pulse_decay_ms": self.beat_pulse_decay_ms,
                 "chroma_median_ms": self.chroma_median_ms,
-                "start_bpm": self.start_bpm, "max_seconds": self.max_seconds,
+                "start_bpm": self.start_bpm, "max_seconds": self.max_seconds, "bpm": self.bpm,
+                "tempo_range": list(self.tempo_range),
+                "beat_times": None if self.beat_times is None else list(self.beat_times),
                 # only when set: a whole-track analysis keeps the dict (and every cache key) it always had
                 **({"span_seconds": self.span_seconds} if self.span_seconds is not None else {})}
 
@@ -106,8 +135,9 @@ class AudioConfig:
     def from_dict(cls, data: dict) -> "AudioConfig":
         data = dict(data)
         data.pop("analysis_version", None)
-        if "level_percentiles" in data:
-            data["level_percentiles"] = tuple(data["level_percentiles"])
+        for name in ("level_percentiles", "tempo_range"):
+            if name in data:
+                data[name] = tuple(data[name])
         return cls(**data)
 
 
@@ -201,7 +231,8 @@ def analyze_blocks(blocks: Iterable[np.ndarray], sample_rate: int, *, config: Au
     report(progress, Progress("analyse", done=max(total_s, int(n_samples / sample_rate)),
                               total=max(total_s, int(n_samples / sample_rate)), message="beats"))
     grid = track_beats(envelope, hop_rate=spectral.HOP_RATE, start_bpm=config.start_bpm,
-                       delay_s=spectral.ONSET_DELAY_SAMPLES / spectral.ANALYSIS_RATE)
+                       delay_s=spectral.ONSET_DELAY_SAMPLES / spectral.ANALYSIS_RATE, bpm=config.bpm,
+                       tempo_range=config.tempo_range, beat_times=config.beat_times)
     times = frame_times(n_frames, fps)
     onset = spectral.window_max(envelope, fps, n_frames, spectral.ONSET_DELAY_SAMPLES)
     raw = _raw_features(frame_levels, onset, grid, times, config)
@@ -211,6 +242,12 @@ def analyze_blocks(blocks: Iterable[np.ndarray], sample_rate: int, *, config: Au
                     times=times, fps=fps, frame_start=config.frame_start, duration=n_samples / sample_rate,
                     sample_rate=int(sample_rate), tempo=float(grid.tempo), beat_times=grid.beat_times,
                     config=config.to_dict())
+
+
+def chord_roots(features: Features) -> np.ndarray:
+    """The chord root per frame (0 = C .. 11 = B; -1 without a chord), read back from the raw features."""
+    sin, cos = features.raw_column("chord_sin"), features.raw_column("chord_cos")
+    return np.where(np.hypot(sin, cos) > 0.5, root_from_angle(np.arctan2(sin, cos)), -1)
 
 
 def _check_length(n_samples: int, sample_rate: int, config: AudioConfig, what: str, minimum: bool = True) -> None:
@@ -228,7 +265,7 @@ def _db(power: np.ndarray) -> np.ndarray:
 
 def _raw_features(levels: np.ndarray, onset: np.ndarray, grid, times: np.ndarray,
                   config: AudioConfig) -> np.ndarray:
-    """Physical per-frame values (n_frames, 24): dB, flux, pulse, sin/cos, BPM, chroma / strongest, Hz."""
+    """Physical per-frame values (n_frames, 27): dB, flux, pulse, sin/cos, BPM, chroma / strongest, Hz, chord."""
     import scipy.ndimage
 
     raw = np.zeros((len(times), len(FEATURE_NAMES)), np.float64)
@@ -239,8 +276,10 @@ def _raw_features(levels: np.ndarray, onset: np.ndarray, grid, times: np.ndarray
     beats = beat_features(grid, times, config.fps, pulse_decay_s=config.beat_pulse_decay_ms / 1000)
     has_beats = len(grid.beat_times) > 0
     raw[:, FEATURE_INDEX["beat_pulse"]] = beats["beat_pulse"]
-    raw[:, FEATURE_INDEX["beat_sin"]] = np.sin(2 * np.pi * beats["beat_phase"]) * has_beats
-    raw[:, FEATURE_INDEX["beat_cos"]] = np.cos(2 * np.pi * beats["beat_phase"]) * has_beats
+    # Scaled by the beat's presence: the shaping reads their length as how much beat there is.
+    presence = beats["beat_presence"] * has_beats
+    raw[:, FEATURE_INDEX["beat_sin"]] = np.sin(2 * np.pi * beats["beat_phase"]) * presence
+    raw[:, FEATURE_INDEX["beat_cos"]] = np.cos(2 * np.pi * beats["beat_phase"]) * presence
     raw[:, FEATURE_INDEX["tempo"]] = beats["tempo"]
     # A running median over time keeps sustained harmony and drops drum hits, which are short.
     width = max(1, int(round(config.chroma_median_ms / 1000 * config.fps.numerator / config.fps.denominator)))
@@ -248,6 +287,13 @@ def _raw_features(levels: np.ndarray, onset: np.ndarray, grid, times: np.ndarray
     peak = chroma.max(axis=1, keepdims=True)
     raw[:, FEATURE_INDEX[CHROMA[0]]: FEATURE_INDEX[CHROMA[-1]] + 1] = np.divide(
         chroma, peak, out=np.zeros_like(chroma), where=peak > 1e-12)
+    active = raw[:, FEATURE_INDEX["rms"]] > config.floor_db
+    root, major = estimate_chords(chroma, active, config.fps.numerator / config.fps.denominator)
+    has_chord = root >= 0
+    angle = fifths_angle(np.maximum(root, 0))
+    raw[:, FEATURE_INDEX["chord_sin"]] = np.sin(angle) * has_chord  # length 1 where a chord is heard
+    raw[:, FEATURE_INDEX["chord_cos"]] = np.cos(angle) * has_chord
+    raw[:, FEATURE_INDEX["chord_major"]] = np.where(major, 1.0, -1.0) * has_chord
     power = levels[:, spectral.COL_POWER]
     raw[:, FEATURE_INDEX["centroid"]] = np.divide(levels[:, spectral.COL_FREQ_POWER], power,
                                                   out=np.zeros_like(power), where=power > 1e-12)

@@ -8,7 +8,7 @@ rebuilds the Features. Files are written to a temporary name in the same folder 
 place: an interrupted write never leaves a half file.
 
 Read by :func:`load_features`: the .npz and .json files above, and bare arrays from other tools —
-a (frames, 24) array as .npy, or an .npz holding ``features`` (or ``values``) and optionally
+a (frames, 27) array as .npy, or an .npz holding ``features`` (or ``values``) and optionally
 ``times`` and ``names``; such a file counts as 30 fps from frame 1 unless it says otherwise.
 """
 
@@ -37,8 +37,8 @@ BARE_FPS = Fraction(30)  # the frame rate of a bare array that does not state it
 
 @dataclass
 class Features:
-    values: np.ndarray  # float32 (n_frames, 24): normalised + smoothed, in [0, 1], FEATURE_NAMES order
-    raw: np.ndarray  # float32 (n_frames, 24): before normalisation (dB, BPM, Hz, flux, ...)
+    values: np.ndarray  # float32 (n_frames, 27): normalised + smoothed, in [0, 1], FEATURE_NAMES order
+    raw: np.ndarray  # float32 (n_frames, 27): before normalisation (dB, BPM, Hz, flux, ...)
     names: tuple[str, ...]  # == FEATURE_NAMES
     times: np.ndarray  # float64 (n_frames,): seconds shown by each frame, i / fps
     fps: Fraction
@@ -114,7 +114,7 @@ def features_bytes(features: Features, suffix: str) -> bytes:
 def load_features(path: str | os.PathLike) -> Features:
     """Read a features file (.npz, .json or .npy; see the module docstring) into Features.
 
-    Raises NotFound for a missing file and InvalidInput for anything that is not (frames, 24)
+    Raises NotFound for a missing file and InvalidInput for anything that is not (frames, 27)
     finite feature values with the canonical names.
     """
     path = Path(path)
@@ -161,10 +161,14 @@ def _read_fields(path: Path, kind: str) -> dict:
 
 def _checked_values(fields: dict, path: Path) -> np.ndarray:
     values = np.asarray(fields["features"], dtype=np.float32)
+    names = fields.get("names")
+    if names is not None and len(names) < len(FEATURE_NAMES) and \
+            tuple(str(n) for n in names) == FEATURE_NAMES[: len(names)]:
+        raise InvalidInput(f"{path} was written by an older audio-cppn analysis ({len(names)} features, now "
+                           f"{len(FEATURE_NAMES)}); analyse the audio again")
     if values.ndim != 2 or values.shape[1] != len(FEATURE_NAMES) or values.shape[0] < 1:
         raise InvalidInput(f"features in {path} must have shape (frames, {len(FEATURE_NAMES)}), "
                            f"got {values.shape}")
-    names = fields.get("names")
     if names is not None and tuple(str(n) for n in names) != FEATURE_NAMES:
         raise InvalidInput(f"{path} has features {[str(n) for n in names]}, expected the canonical "
                            f"{len(FEATURE_NAMES)}: {', '.join(FEATURE_NAMES)}")

@@ -17,5 +17,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "tempo",  # local tempo, 60..180 BPM mapped to 0..1
     *CHROMA,  # pitch classes C..B
     "centroid",  # spectral centroid (brightness), log-frequency
+    # Added in analysis version 2, at the end: styles address features by name, older ones ignore these.
+    "chord_sin", "chord_cos",  # the chord's root on the circle of fifths, 0.5 + 0.5*sin/cos; 0 without a chord
+    "chord_major",  # 1 for a major chord, 0 for minor or none
 )
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}

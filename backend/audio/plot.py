@@ -44,6 +44,7 @@ def plot_png(features, *, title: str | None = None) -> bytes:
     if len(features.beat_times):
         lanes_ax.plot(features.beat_times, np.full(len(features.beat_times), len(LANES) - 0.02), "v",
                       color="#525252", markersize=4, clip_on=False, label="beats")
+    _label_tempo_changes(lanes_ax, features, base=len(LANES) - 1 - LANES.index("tempo"))
     frames_axis = lanes_ax.secondary_xaxis(
         "top", functions=(lambda s: features.frame_start + s * rate, lambda f: (f - features.frame_start) / rate))
     frames_axis.set_xlabel(f"scene frame ({_fps_text(features.fps)} fps, frame {features.frame_start} = 0 s)",
@@ -59,6 +60,7 @@ def plot_png(features, *, title: str | None = None) -> bytes:
     chroma_ax.set_xlim(0, end)
     for beat in features.beat_times:
         chroma_ax.axvline(beat, color="white", linewidth=0.5, alpha=0.25)
+    _label_chords(chroma_ax, features)
 
     heading = title or "audio features"
     tempo = f"{features.tempo:.1f} BPM, {len(features.beat_times)} beats" if features.tempo > 0 else "no beats found"
@@ -77,13 +79,43 @@ def _lane_label(features, name: str) -> str:
         loud = raw[raw > -119]
         span = f"{np.percentile(loud, 5):.0f}..{np.percentile(loud, 97):.0f} dB" if len(loud) else "silent"
     elif name == "tempo":
-        span = f"{np.median(raw):.0f} BPM" if np.any(raw > 0) else "—"
+        played = raw[raw > 0]
+        low, high = (np.percentile(played, (5, 95)) if len(played) else (0, 0))
+        span = "—" if not len(played) else f"{low:.0f} BPM" if high - low < 2 else f"{low:.0f}–{high:.0f} BPM"
     elif name == "centroid":
         voiced = raw[raw > 0]
         span = f"{np.median(voiced):.0f} Hz" if len(voiced) else "—"
     else:
         return name
     return f"{name}\n{span}"
+
+
+def _label_tempo_changes(ax, features, *, base: int) -> None:
+    """The local BPM written on the tempo lane at the first beat and wherever it settles 3 % away."""
+    tempo = features.raw[:, FEATURE_INDEX["tempo"]]
+    beats = features.beat_times
+    at_beats = np.interp(beats, features.times, tempo) if len(features.times) else np.zeros(0)
+    shown = 0.0
+    for k, (time, bpm) in enumerate(zip(beats, at_beats)):
+        settled = abs(at_beats[min(k + 2, len(beats) - 1)] - bpm) < 0.015 * bpm  # not in the middle of a glide
+        if bpm > 0 and settled and abs(bpm - shown) >= 0.03 * max(shown, 1.0):
+            ax.text(time, base + 0.5, f"{bpm:.0f} BPM", fontsize=7, color=_COLOURS["tempo"], va="center")
+            shown = bpm
+
+
+def _label_chords(ax, features) -> None:
+    """The estimated chord (e.g. Am) written over the chroma image wherever it changes."""
+    from backend.audio.features import chord_roots
+
+    roots = chord_roots(features)
+    major = features.raw[:, FEATURE_INDEX["chord_major"]] > 0
+    last = None
+    for time, root, is_major in zip(features.times, roots, major):
+        chord = None if root < 0 else _PITCHES[root] + ("" if is_major else "m")
+        if chord != last and chord is not None:
+            ax.text(time, 10.8, chord, fontsize=7, color="black", va="center",
+                    bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0, "pad": 1})
+        last = chord
 
 
 def _fps_text(fps) -> str:

@@ -6,10 +6,14 @@ percentile of the non-silent frames to 0 and 1, so one loud hit does not flatten
 has no span and sits at 0 — nothing changes, so nothing moves — instead of dividing by zero.
 Silent frames (RMS at or below the floor) are 0 for every level and spectral feature. The rest:
 
-* onset: scaled so the 90th percentile of its peak heights is 1 (the top tenth of hits saturate);
-* beat_pulse as is; beat_sin / beat_cos as 0.5 + 0.5 sin / cos(2 pi phase); all 0 without beats;
+* onset: scaled so the 90th percentile of its peak heights is 1 (the top tenth of hits saturate),
+  and, in a passage whose hits within 3 s are all softer, by its strongest hit (at most 4x louder);
+* beat_pulse as is; beat_sin / beat_cos as 0.5 + 0.5 sin / cos(2 pi phase) while there is a beat,
+  fading to 0 within one beat outside the first..last beat; all 0 without beats;
 * tempo: 60..180 BPM -> 0..1, absolute, so styles see the same number for the same tempo;
-* chroma: per-frame contrast, the median pitch class -> 0 and the strongest -> 1.
+* chroma: per-frame contrast, the median pitch class -> 0 and the strongest -> 1;
+* chord_sin / chord_cos as 0.5 + 0.5 sin / cos(root on the circle of fifths), chord_major 1 or 0,
+  all three 0 where no chord is heard.
 
 Smoothing follows attack/release envelopes. Zero-phase (the default, for offline rendering) keeps
 every peak on its frame: the value rises over ``attack`` *before* the event and falls over
@@ -25,11 +29,13 @@ import numpy as np
 from backend.audio.names import BANDS, CHROMA, FEATURE_INDEX
 
 ONSET_MIN_PEAK = 0.04  # flux of a click at about -33 dBFS: smaller "peaks" (a steady bass ripple) stay low
+ONSET_LOCAL_S = 3.0  # onsets are also scaled by the strongest hit within this many seconds either side ...
+ONSET_LOCAL_GAIN = 4.0  # ... lifting a quiet passage at most this much (12 dB) above the track's scale
 TEMPO_RANGE_BPM = (60.0, 180.0)  # mapped to 0..1, absolute (not per track)
 
 
 def shape_features(raw: np.ndarray, config) -> np.ndarray:
-    """Normalise every column of ``raw`` (n_frames, 24) to [0, 1] per track, then smooth it.
+    """Normalise every column of ``raw`` (n_frames, 27) to [0, 1] per track, then smooth it.
 
     ``config`` is an :class:`~backend.audio.features.AudioConfig`; see the module docstring.
     """
@@ -41,11 +47,14 @@ def shape_features(raw: np.ndarray, config) -> np.ndarray:
                                         min_range=config.min_range_db, max_range=config.max_range_db,
                                         floor=config.floor_db)
     i = FEATURE_INDEX["onset"]
-    values[:, i] = normalise_onset(raw[:, i], active, percentile=config.onset_percentile, min_peak=ONSET_MIN_PEAK)
+    values[:, i] = normalise_onset(raw[:, i], active, percentile=config.onset_percentile, min_peak=ONSET_MIN_PEAK,
+                                   local_frames=int(round(ONSET_LOCAL_S * config.fps.numerator / config.fps.denominator)))
     has_beats = np.any(raw[:, FEATURE_INDEX["tempo"]] > 0)
     values[:, FEATURE_INDEX["beat_pulse"]] = raw[:, FEATURE_INDEX["beat_pulse"]]
+    # raw sin/cos are scaled by the beat's presence (fading out within a beat of the last one)
+    presence = np.hypot(raw[:, FEATURE_INDEX["beat_sin"]], raw[:, FEATURE_INDEX["beat_cos"]])
     for name in ("beat_sin", "beat_cos"):
-        values[:, FEATURE_INDEX[name]] = (0.5 + 0.5 * raw[:, FEATURE_INDEX[name]]) * has_beats
+        values[:, FEATURE_INDEX[name]] = (0.5 * presence + 0.5 * raw[:, FEATURE_INDEX[name]]) * has_beats
     slow, fast = TEMPO_RANGE_BPM
     values[:, FEATURE_INDEX["tempo"]] = np.clip((raw[:, FEATURE_INDEX["tempo"]] - slow) / (fast - slow), 0.0, 1.0)
     # Chroma contrast: the per-frame median pitch class -> 0, the strongest -> 1. Noise and
@@ -55,6 +64,10 @@ def shape_features(raw: np.ndarray, config) -> np.ndarray:
     spread = chroma.max(axis=1, keepdims=True) - middle
     contrast = np.divide(chroma - middle, spread, out=np.zeros_like(chroma), where=spread > 1e-6)
     values[:, FEATURE_INDEX[CHROMA[0]]: FEATURE_INDEX[CHROMA[-1]] + 1] = np.clip(contrast, 0, 1) * active[:, None]
+    # raw chord sin/cos have length 1 where a chord is heard, 0 elsewhere; major is +1 / -1 there
+    heard = np.hypot(raw[:, FEATURE_INDEX["chord_sin"]], raw[:, FEATURE_INDEX["chord_cos"]])
+    for name in ("chord_sin", "chord_cos", "chord_major"):
+        values[:, FEATURE_INDEX[name]] = 0.5 * heard + 0.5 * raw[:, FEATURE_INDEX[name]]
     i = FEATURE_INDEX["centroid"]
     centroid = raw[:, i]
     voiced = active & (centroid > 0)
@@ -86,12 +99,15 @@ def normalise_levels(x: np.ndarray, active: np.ndarray, *, percentiles: tuple[fl
     return out
 
 
-def normalise_onset(x: np.ndarray, active: np.ndarray, *, percentile: float, min_peak: float) -> np.ndarray:
+def normalise_onset(x: np.ndarray, active: np.ndarray, *, percentile: float, min_peak: float,
+                    local_frames: int = 0) -> np.ndarray:
     """Onset strength (n,) >= 0 -> [0, 1], scaled so the ``percentile`` of its peak heights is 1.
 
     Peaks (local maxima) rather than all frames: between hits the flux is near zero, and a
     percentile of every frame would land there. ``min_peak`` keeps numeric noise in a steady
-    signal from being stretched into flicker.
+    signal from being stretched into flicker. With ``local_frames``, a passage whose strongest hit
+    within that many frames either side is weaker than the track's scale is scaled by that hit
+    instead (up to ONSET_LOCAL_GAIN times louder): soft notes in a quiet passage rise above the floor.
     """
     xa = np.where(active, x, 0.0)
     if len(xa) < 3:
@@ -99,6 +115,11 @@ def normalise_onset(x: np.ndarray, active: np.ndarray, *, percentile: float, min
     peak = np.r_[False, (xa[1:-1] > xa[:-2]) & (xa[1:-1] >= xa[2:]), False]
     heights = xa[peak]
     scale = max(float(np.percentile(heights, percentile)) if len(heights) else 0.0, min_peak)
+    if local_frames > 0:
+        import scipy.ndimage
+
+        nearby = scipy.ndimage.maximum_filter1d(xa, size=2 * local_frames + 1, mode="constant")
+        scale = np.clip(nearby, max(scale / ONSET_LOCAL_GAIN, min_peak), scale)
     return np.clip(xa / scale, 0.0, 1.0)
 
 

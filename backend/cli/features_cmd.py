@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.atomic import write_bytes
+from backend.cli.beat_hints import add_beat_hint_arguments, beat_hint_options
 from backend.cli.console import ProgressBar
 from backend.errors import InvalidInput
 from backend.audio.files import check_output_path, features_bytes
@@ -40,7 +41,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "features", help="analyse audio into per-frame features (bands, onsets, beats, chroma)",
         description="Analyse an audio file (wav, flac, ogg, mp3, or the audio track of a video) into one "
-                    "row of 24 features per video frame, normalised to [0, 1] and smoothed. Without -o "
+                    "row of 27 features per video frame, normalised to [0, 1] and smoothed. Without -o "
                     "or --plot it prints a summary of every feature.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("audio", nargs="?", metavar="AUDIO", help="the audio or video file to analyse")
@@ -57,6 +58,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--causal", action="store_true",
                         help="smooth like a live visualiser, reacting just after each event; the default "
                              "(zero-phase) lets a reaction peak exactly on the beat")
+    add_beat_hint_arguments(parser)
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show a progress bar (default: only when stderr is a terminal)")
     parser.set_defaults(func=run)
@@ -67,7 +69,8 @@ def run(args) -> int:
 
     if args.demo == bool(args.audio):
         raise InvalidInput("give one AUDIO file to analyse, or --demo for the bundled demo track")
-    config = AudioConfig(fps=args.fps, frame_start=args.frame_start, zero_phase=not args.causal)
+    config = AudioConfig(fps=args.fps, frame_start=args.frame_start, zero_phase=not args.causal,
+                         **beat_hint_options(args))
     if args.output is not None:
         check_output_path(args.output)  # before the analysis, not after it
     if args.plot is not None:

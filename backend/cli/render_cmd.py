@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from backend.cli.beat_hints import add_beat_hint_arguments, beat_hint_options
 from backend.cli.console import device_type
 from backend.errors import InvalidInput
 from backend.audio.names import FEATURE_NAMES
@@ -96,6 +97,7 @@ def add_picture_options(parser) -> None:
                        help="per-feature multiplier, repeatable: --gain bass=1.5 --gain onset=0")
     group.add_argument("--smoothing", action="append", default=[], metavar="FEATURE=ATTACK,RELEASE",
                        help="attack and release of a feature's envelope in ms, repeatable: --smoothing onset=0,60")
+    add_beat_hint_arguments(parser)
 
 
 def add_device_option(parser) -> None:
@@ -127,13 +129,14 @@ def reactivity_from_args(args) -> Reactivity:
 
 
 def audio_options_from_args(args) -> dict:
+    options = beat_hint_options(args)
     if not args.smoothing:
-        return {}
+        return options
     from backend.audio.features import default_smoothing
 
     table = default_smoothing()
     table.update(parse_assignments(args.smoothing, "--smoothing", 2))
-    return {"smoothing": table}
+    return {"smoothing": table, **options}
 
 
 def config_from_args(args):
