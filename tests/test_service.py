@@ -151,6 +151,20 @@ def test_a_features_job_writes_what_the_library_computes(service, song, work):
     assert np.array_equal(served.beat_times, direct.beat_times)
 
 
+def test_beat_hints_reach_the_analysis_as_from_the_command_line(service, song, work):
+    from backend.audio.features import AudioConfig, analyze
+    from backend.audio.files import load_features
+
+    (work / "beats.txt").write_text("# from a DJ tool\n0.25\n0.75 beat\n1.25\n1.75\n")
+    job = service.wait(service.submit({"kind": "features", "audio": str(song), "output": str(work / "hinted.npz"),
+                                       "beats_file": str(work / "beats.txt"), "tempo_range": [70, 140]})["id"])
+    assert job["state"] == "done", job["error"]
+    served = load_features(work / "hinted.npz")
+    direct = analyze(song, config=AudioConfig(beat_times=(0.25, 0.75, 1.25, 1.75), tempo_range=(70.0, 140.0)))
+    assert served.config == direct.config and np.array_equal(served.values, direct.values)
+    assert np.allclose(served.beat_times, [0.25, 0.75, 1.25, 1.75])
+
+
 def test_a_train_job_with_the_tiny_clip_adds_a_style(service, tiny_clip_dir, features_file, work):
     job = service.submit({"kind": "train", "prompt": "ink in water", "name": "served", "steps": 4,
                           "resolutions": [32], "hidden": 16, "depth": 3, "cutouts": 2, "eval_every": 2,
@@ -252,7 +266,12 @@ def test_two_jobs_on_one_output_conflict_and_so_does_a_command_line_render(servi
 
 def _bad_requests(song: Path, work: Path) -> list[tuple[dict, int, str]]:
     render = render_request(song, work / "bad")
+    (work / "bad_beats.txt").write_text("0.5\n1.0\nsoon\n")
     return [
+        ({**render, "beats_file": str(work / "bad_beats.txt")}, 400, "bad_beats.txt line 3: expected a time"),
+        ({**render, "beats_file": "beats.txt"}, 400, "beats file must be an absolute path"),
+        ({**render, "tempo_range": "fast"}, 400, "tempo range must look like 70-140"),
+        ({**render, "bpm": -5}, 400, "bpm"),
         ({**render, "fps": "fast"}, 400, "fps must be a number like 30, 29.97 or 30000/1001, got 'fast'"),
         ({**render, "fps": 0}, 400, "fps must be > 0"),
         ({**render, "width": 0}, 400, "width"),

@@ -1,14 +1,13 @@
 """--bpm, --tempo-range and --beats-file: the beat hints shared by ``features`` and ``render``.
 
 They become AudioConfig fields (``bpm``, ``tempo_range``, ``beat_times``), so they reach the render
-manifest and the service's requests like every other analysis setting.
+manifest like every other analysis setting; the files are read by :mod:`backend.audio.hints`, which
+the service's requests use too.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from backend.errors import InvalidInput, NotFound
+from backend.audio.hints import parse_tempo_range, read_beats_file
 
 
 def add_beat_hint_arguments(parser) -> None:
@@ -32,27 +31,3 @@ def beat_hint_options(args) -> dict:
     if args.beats_file:
         options["beat_times"] = read_beats_file(args.beats_file)
     return options
-
-
-def parse_tempo_range(text: str) -> tuple[float, float]:
-    low, sep, high = text.partition("-")
-    try:
-        return float(low), float(high)
-    except ValueError:
-        raise InvalidInput(f"--tempo-range must look like 70-140, got {text!r}") from None
-
-
-def read_beats_file(path: str | Path) -> tuple[float, ...]:
-    path = Path(path)
-    if not path.is_file():
-        raise NotFound(f"beats file {path} does not exist")
-    times = []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        field = line.split("#", 1)[0].replace(",", " ").split()
-        if not field:
-            continue
-        try:
-            times.append(float(field[0]))
-        except ValueError:
-            raise InvalidInput(f"{path} line {number}: expected a time in seconds, got {line.strip()!r}") from None
-    return tuple(times)

@@ -72,6 +72,9 @@ class RenderRequest(_Request):
                                                description='feature -> [attack_ms, release_ms], e.g. {"onset": [0, 60]}')
     overwrite: bool = False
     cpu_threads: int | None = Field(None, ge=1, le=1024, description="CPU compute threads (default: one per core)")
+    bpm: float | None = Field(None, description="beat hint: fit the beat grid at this tempo (the phase still comes from the audio)")
+    tempo_range: str | list[float] | None = Field(None, description='beat hint: search the beat only in this BPM range, "70-140" or [70, 140]')
+    beats_file: str | None = Field(None, description="beat hint: absolute path of a text file, one beat time in seconds per line")
 
 
 class TrainRequest(_Request):
@@ -121,6 +124,9 @@ class FeaturesRequest(_Request):
     fps: Fps = 30
     frame_start: int = _default(_A, "frame_start")
     zero_phase: bool = Field(_default(_A, "zero_phase"), description="false: smooth causally like a live visualiser")
+    bpm: float | None = Field(None, description="beat hint: fit the beat grid at this tempo (the phase still comes from the audio)")
+    tempo_range: str | list[float] | None = Field(None, description='beat hint: search the beat only in this BPM range, "70-140" or [70, 140]')
+    beats_file: str | None = Field(None, description="beat hint: absolute path of a text file, one beat time in seconds per line")
 
 
 JobRequest = Annotated[Union[RenderRequest, TrainRequest, FeaturesRequest], Field(discriminator="kind")]
@@ -165,14 +171,14 @@ def render_config(r: dict, *, device: str | None = None) -> RenderConfig:
         frames = (int(frames[0]), int(frames[1]))
     reactivity = Reactivity(amount=r["reactivity"], morph=r["morph"], swell=r["swell"], pulse=r["pulse"],
                             flash=r["flash"], gains=dict(r.get("gains") or {}))
-    audio_options = {}
+    audio_options = beat_hints(r)
     if r.get("smoothing"):
         table = default_smoothing()
         for name, value in r["smoothing"].items():
             if len(value) != 2:
                 raise InvalidInput(f"smoothing for {name} must be [attack_ms, release_ms], got {value}")
             table[name] = tuple(value)
-        audio_options = {"smoothing": table}
+        audio_options["smoothing"] = table
     return RenderConfig(width=width, height=height, fps=r["fps"], frame_start=r["frame_start"], frames=frames,
                         duration=r.get("duration"), format=r["format"], png_depth=r["png_depth"],
                         exr_compression=r["exr_compression"], alpha=r["alpha"], prefix=r["prefix"],
@@ -191,7 +197,27 @@ def train_config(r: dict, *, device: str | None = None) -> TrainConfig:
 
 
 def audio_config(r: dict) -> AudioConfig:
-    return AudioConfig(fps=r["fps"], frame_start=r["frame_start"], zero_phase=r["zero_phase"])
+    return AudioConfig(fps=r["fps"], frame_start=r["frame_start"], zero_phase=r["zero_phase"], **beat_hints(r))
+
+
+def beat_hints(r: dict) -> dict:
+    """AudioConfig's beat-hint fields from a request, read as the CLI reads --bpm, --tempo-range and
+    --beats-file (the beats file is read when the config is built, so a bad one fails before queueing)."""
+    from backend.audio.hints import parse_tempo_range, read_beats_file
+
+    hints = {}
+    if r.get("bpm") is not None:
+        hints["bpm"] = r["bpm"]
+    tempo_range = r.get("tempo_range")
+    if isinstance(tempo_range, str):
+        hints["tempo_range"] = parse_tempo_range(tempo_range)
+    elif tempo_range is not None:
+        if len(tempo_range) != 2:
+            raise InvalidInput(f"tempo range must be [LOW, HIGH] in BPM, got {tempo_range}")
+        hints["tempo_range"] = (float(tempo_range[0]), float(tempo_range[1]))
+    if r.get("beats_file") is not None:
+        hints["beat_times"] = read_beats_file(absolute(r["beats_file"], "beats file"))
+    return hints
 
 
 # --- checks before queueing: (normalised request, targets) or a BackendError ---
