@@ -10,10 +10,12 @@ operator, renders stills through the compositor, encodes the MP4, and prints wha
 These tests check the pixels, the MP4 and the scene against the files on disk.
 """
 
+import ast
 import json
 import os
 import shutil
 import subprocess
+import sys
 import zipfile
 from fractions import Fraction
 from math import gcd
