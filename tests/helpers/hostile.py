@@ -51,15 +51,22 @@ def assert_one_line_error(code: int, stderr: str, message: str, *, exit_code: in
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    """relative path -> sha256 of a regular file, or its kind (folder, fifo, link ...)."""
+    """relative path -> sha256 of a regular file, or its kind (folder, fifo, link ...).
+
+    A file that vanishes while we look (a live render's temporary file, renamed into place) is left
+    out: a pre-existing file that went is still caught, by its absence in the later snapshot."""
     state = {}
     for dirpath, dirnames, filenames in os.walk(folder):
         for name in dirnames + filenames:
             path = Path(dirpath) / name
-            mode = path.lstat().st_mode
             key = str(path.relative_to(folder))
-            if stat.S_ISREG(mode):
-                state[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+            try:
+                mode = path.lstat().st_mode
+                digest = hashlib.sha256(path.read_bytes()).hexdigest() if stat.S_ISREG(mode) else None
+            except FileNotFoundError:
+                continue
+            if digest is not None:
+                state[key] = digest
             else:
                 state[key] = "folder" if stat.S_ISDIR(mode) else "fifo" if stat.S_ISFIFO(mode) else "other"
     return state
