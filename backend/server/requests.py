@@ -17,7 +17,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.audio.features import AudioConfig
-from backend.errors import Conflict, DeviceUnavailable, InvalidInput
+from backend.errors import DeviceUnavailable, InvalidInput
 from backend.model.reactivity import Reactivity
 from backend.paths import DEFAULT_STYLE
 from backend.render.config import RenderConfig
@@ -234,7 +234,6 @@ def check_render(r: dict, *, styles_dir: Path, cuda: bool | None) -> list[str]:
     config = render_config(r)
     _check_device(config.device, cuda)
     targets = [str(output)] + ([str(video)] if video is not None else [])
-    _check_locks(targets)  # worded for the service: the writer is most likely a command-line render
     check_render_request(audio, style, output, config=config, video=video, styles_dir=styles_dir)
     return targets
 
@@ -279,14 +278,3 @@ def _check_device(device: str, cuda: bool | None) -> None:
     if str(device).lower().startswith("cuda") and cuda is False:
         raise DeviceUnavailable(f"device {device!r} was requested but the server has no usable CUDA GPU",
                                 fix="use device cpu or auto, or start the server on a GPU machine")
-
-
-def _check_locks(targets: list[str]) -> None:
-    from backend.render.folder_lock import locked_by
-
-    for target in targets:
-        holder = locked_by(target)
-        if holder is not None:
-            who = f"process {holder}" if holder else "another process"
-            raise Conflict(f"{target} is being written by {who} right now (a command-line render?)",
-                           fix="wait for that render to finish or stop it, or choose another output")
