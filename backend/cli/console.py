@@ -70,6 +70,11 @@ class Terminated(BaseException):
 
 
 def _terminate(signum, frame):
+    # Raised inside llvmlite's ctypes callbacks or finalisers (numba compiling on a cold cache), the
+    # exception would be swallowed and printed as "Exception ignored": ask again a moment later.
+    if frame is not None and "llvmlite" in frame.f_code.co_filename:
+        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+        return
     raise Terminated()
 
 
