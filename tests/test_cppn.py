@@ -6,7 +6,7 @@ import torch
 from backend.model.coords import pixel_coords
 from backend.model.cppn import CPPN, CPPNConfig, Reactivity, seeded_normal
 from backend.errors import InvalidInput
-from backend.audio.names import FEATURE_INDEX, FEATURE_NAMES
+from backend.audio.names import CHROMA, FEATURE_INDEX, FEATURE_NAMES
 
 
 def audio_frame(**values):
@@ -119,9 +119,12 @@ def test_flash_brightens_towards_white_and_keeps_alpha():
 
 def test_a_style_reads_only_the_features_it_names_so_older_styles_ignore_the_chord():
     """Features are addressed by name: the chord features added in analysis version 2 move a style
-    that lists them, and leave a style from before them (which does not) exactly as it was."""
-    older = CPPN(CPPNConfig(hidden=16, depth=2))  # the default inputs predate the chord
-    newer = CPPN(CPPNConfig(hidden=16, depth=2, audio_inputs=("bass", "chord_sin", "chord_cos", "chord_major")))
+    that lists them (every new style: they are default inputs), and leave a style from before them
+    (which does not) exactly as it was."""
+    before_chords = ("sub", "bass", "low_mid", "high_mid", "treble", "rms", "onset", "beat_pulse", *CHROMA, "centroid")
+    older = CPPN(CPPNConfig(hidden=16, depth=2, audio_inputs=before_chords))
+    newer = CPPN(CPPNConfig(hidden=16, depth=2))
+    assert {"chord_sin", "chord_cos", "chord_major", "percussive", "harmonic"} <= set(newer.config.audio_inputs)
     time = torch.tensor([1.0])
     c_major, f_sharp_minor = audio_frame(chord_sin=0.5, chord_cos=1.0, chord_major=1.0), \
         audio_frame(chord_sin=0.5, chord_cos=0.0, chord_major=0.0)

@@ -41,7 +41,8 @@ def f_measure(reference, estimated) -> float:
 
 @pytest.mark.parametrize("name", BEAT_PIECES)
 def test_beats_land_on_the_notated_beats(name):
-    assert f_measure(truth(name)["beats"], features(name).beat_times) >= 0.9
+    """At most one beat in twenty off or extra (measured: 1.00 on every piece, bench/results/music.json)."""
+    assert f_measure(truth(name)["beats"], features(name).beat_times) >= 0.95
 
 
 @pytest.mark.parametrize("name", [n for n in BEAT_PIECES if n != "tempo_90_140"])
@@ -75,6 +76,23 @@ def test_the_tempo_curve_follows_a_change_within_a_few_beats():
     assert np.all(np.abs(tempo[after] - 140) < 0.05 * 140)
     later = [b for b in t["beats"] if b >= change]
     assert f_measure(later, f.beat_times[f.beat_times > change - 0.05]) >= 0.9
+
+
+def test_the_drums_and_the_harmony_are_told_apart():
+    """Strings alone, then drums and bass: the percussive part wakes when the drums enter; a pad
+    with no drums has none, a drum-led groove more percussive than harmonic on its hits."""
+    t = truth("drums_enter_100")
+    f = features("drums_enter_100")
+    intro = (f.times > 0.5) & (f.times < t["beats"][0] - 0.2)
+    drums = f.times > t["beats"][0] + 0.2
+    assert f.column("percussive")[intro].max() < 0.05 and np.percentile(f.column("percussive")[drums], 90) > 0.5
+    assert np.median(f.column("harmonic")[intro]) > 0.1  # the strings
+    assert f.column("onset")[intro].max() < np.percentile(f.column("onset")[drums], 95) - 0.2  # bows are softer than drums
+    assert features("ambient").column("percussive").max() < 0.05
+    assert np.median(features("ambient").column("harmonic")) > 0.15
+    house = features("house_125")
+    kicks = np.rint(np.array(truth("house_125")["beats"]) * 30).astype(int)
+    assert np.median(house.column("percussive")[kicks] - house.column("harmonic")[kicks]) > 0.2
 
 
 def test_a_beatless_piece_has_no_beat_features():

@@ -119,18 +119,18 @@ def test_resume_skips_done_frames_and_changed_settings_are_refused(files, tmp_pa
 
 
 def test_a_folder_rendered_by_an_older_analysis_is_refused_not_mixed(files, tmp_path):
-    """Analysis version 2 moves beats and adds features: frames of version 1 are never resumed into."""
+    """Analysis version 3 splits the drums from the harmony and adds features: frames of version 2
+    are never resumed into."""
     audio, style = files
     out = tmp_path / "out"
     render(audio, style, out, config=RenderConfig(**SMALL, frames=(1, 5)))
     manifest = json.loads((out / "manifest.json").read_text())
     older = manifest["settings"]["audio"]
-    older["analysis_version"] = 1
-    for name in ("bpm", "tempo_range", "beat_times"):  # settings version 1 did not have
-        older.pop(name)
+    older["analysis_version"] = 2
+    older["chroma_median_ms"] = 250.0  # a setting version 2 had
     (out / "manifest.json").write_text(json.dumps(manifest))
     before = frame_bytes(out)
-    with pytest.raises(Conflict, match=r"analysis_version: 1 -> 2"):
+    with pytest.raises(Conflict, match=r"analysis_version: 2 -> 3"):
         render(audio, style, out, config=RenderConfig(**SMALL, frames=(1, 10)))
     assert frame_bytes(out) == before
 

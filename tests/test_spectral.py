@@ -1,6 +1,6 @@
 """Per-hop spectral measurements (backend/audio/spectral.py): a tone lands in its band with its
-power, chroma names its note, the centroid is its frequency, a click's flux peaks on its hop, and
-hops map to frames by exact arithmetic, streamed or not."""
+power, chroma names its note, the centroid is its frequency, a click's flux peaks on its hop, the
+drums are told apart from the harmony, and hops map to frames by exact arithmetic, streamed or not."""
 
 from fractions import Fraction
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from backend.audio.names import BANDS
-from backend.audio.spectral import (ANALYSIS_RATE, COL_BANDS, COL_CHROMA, COL_FREQ_POWER, COL_MS, COL_POWER, HOP,
-                                    FrameMeans, HopAnalyzer, frame_window_hops, window_max)
+from backend.audio.spectral import (ANALYSIS_RATE, COL_BANDS, COL_CHROMA, COL_FREQ_POWER, COL_HARMONIC, COL_MS,
+                                    COL_PERCUSSIVE, COL_POWER, HOP, LONG_FFT, SEMITONES_FROM_HZ, FrameMeans,
+                                    HopAnalyzer, frame_window_hops, log_frequency_bands, window_max)
 
 SR = ANALYSIS_RATE
 
@@ -106,3 +107,59 @@ def test_frame_means_streamed_in_pieces_are_the_means_of_each_frames_hops():
     expected = np.array([rows[a:min(b, 1000)].mean(axis=0) for a, b in zip(start, end)])
     assert streamed.shape == (125, 3)
     np.testing.assert_allclose(streamed, expected, rtol=1e-12, atol=1e-12)
+
+
+def chord(freqs, seconds, amplitude=0.15):
+    t = np.arange(int(seconds * SR)) / SR
+    return sum(amplitude * np.sin(2 * np.pi * f * t) for f in freqs).astype(np.float32)
+
+
+def test_onsets_are_the_drums_a_chord_change_without_an_attack_is_not_a_hit():
+    """The flux is the percussive part's: C major crossfading into A minor in 40 ms (new partials
+    appear, as in the whole mix's flux) stays near zero; a 2 ms click over the chord is a hit."""
+    c_major, a_minor = chord((261.6, 329.6, 392.0), 4.0), chord((220.0, 261.6, 329.6), 4.0)
+    fade = np.clip((np.arange(len(c_major)) / SR - 2.0) / 0.04, 0, 1).astype(np.float32)
+    y = c_major * (1 - fade) + a_minor * fade + click(1.0, seconds=4.0)
+    flux, _ = analyse(y)
+    hop = lambda s: round(s * SR / HOP)  # noqa: E731
+    click_flux = flux[hop(1.0) - 2: hop(1.0) + 3].max()
+    change_flux = flux[hop(1.9): hop(2.2)].max()
+    assert click_flux > 0.3 and change_flux < 0.02 * click_flux
+
+
+def test_the_percussive_part_holds_the_click_and_the_harmonic_part_the_tone():
+    y = tone(440, seconds=3.0, amplitude=0.25) + click(1.5, seconds=3.0)
+    _, levels = analyse(y)
+    at_click = levels[round(1.5 * SR / HOP) - 2: round(1.5 * SR / HOP) + 3]
+    steady = levels[round(0.5 * SR / HOP): round(1.0 * SR / HOP)]
+    assert np.median(steady[:, COL_HARMONIC]) == pytest.approx(0.25**2 / 2, rel=0.02)  # the tone's mean square
+    assert np.median(steady[:, COL_PERCUSSIVE]) < 1e-3 * np.median(steady[:, COL_HARMONIC])
+    assert at_click[:, COL_PERCUSSIVE].max() > 100 * np.median(steady[:, COL_PERCUSSIVE])
+
+
+def test_snare_like_noise_bursts_leave_the_chroma_of_a_chord_as_it_was():
+    clean = chord((261.6, 329.6, 392.0), 4.0)
+    noisy = clean.copy()
+    burst = int(0.08 * SR)
+    decay = np.exp(-np.arange(burst) / (0.02 * SR))
+    rng = np.random.default_rng(1)
+    for start in np.arange(0.1, 3.9, 0.25):  # sixteenth notes of snare-like noise at 60 BPM
+        i = int(start * SR)
+        noisy[i: i + burst] += (0.6 * rng.uniform(-1, 1, burst) * decay).astype(np.float32)
+    middle = slice(round(0.8 * SR / HOP), round(3.2 * SR / HOP))
+    chroma = [analyse(y)[1][middle, COL_CHROMA].mean(axis=0) for y in (clean, noisy)]
+    chroma = [c / c.max() for c in chroma]
+    assert set(np.argsort(chroma[1])[-3:]) == {0, 4, 7}  # C, E, G
+    np.testing.assert_allclose(chroma[1], chroma[0], atol=0.05)
+
+
+def test_long_window_bins_pool_into_semitones_above_125_hz():
+    freqs = np.fft.rfftfreq(LONG_FFT, 1.0 / SR)
+    starts, pitch = log_frequency_bands(freqs)
+    low = freqs[starts] < SEMITONES_FROM_HZ
+    assert np.all(np.diff(starts[low]) == 1) and np.all(np.isnan(pitch[low]))  # single bins below
+    semitones = pitch[~low]
+    assert np.all(np.diff(semitones) == 1) and semitones[-1] == 131  # one band per semitone up to 16 kHz
+    a4 = np.flatnonzero(pitch == 69)[0]
+    bins = freqs[starts[a4]: starts[a4 + 1]]  # A4's band: every bin within half a semitone of 440 Hz
+    assert bins.min() >= 440 * 2 ** (-1 / 24) and bins.max() < 440 * 2 ** (1 / 24) and bins.min() < 440 < bins.max()

@@ -225,6 +225,9 @@ def local_tempo(envelope: np.ndarray, *, hop_rate: int, start_bpm: float = 120.0
         columns[first:stop] = np.where(weighted.max(axis=0) > 0, lags_bpm[weighted.argmax(axis=0)], np.nan)
     fallback = lags_bpm[np.argmax(total * prior)] if np.any(total * prior > 0) else min(max(start_bpm, lo), hi)
     columns = np.where(np.isfinite(columns), columns, fallback)
+    if n > win:  # a window half made of padding favours short lags (an 87 BPM groove's eighths read
+        columns[:half] = columns[half]  # as 174 in its last two seconds): the edges take the
+        columns[n - half:] = columns[n - half - 1]  # nearest column whose window lies inside the track
     width = max(1, int(TEMPO_MEDIAN_SECONDS * coarse_rate)) | 1
     columns = np.exp(scipy.ndimage.median_filter(np.log(columns), size=width, mode="nearest"))
     at = (np.arange(len(envelope)) / TEMPO_DECIMATION).clip(0, len(columns) - 1)

@@ -1,4 +1,4 @@
-"""Per-video-frame audio features: one row per frame, 27 values in [0, 1], in FEATURE_NAMES order.
+"""Per-video-frame audio features: one row per frame, 29 values in [0, 1], in FEATURE_NAMES order.
 
 Frame ``n`` (a scene frame number) shows ``t = (n - frame_start) / fps``; a track of ``d`` seconds
 has ``ceil(d * fps)`` frames (see :mod:`backend.timebase`). Each frame summarises the audio in its
@@ -33,14 +33,16 @@ from backend.progress import Progress, ProgressCallback, report
 from backend.timebase import fps_label, frame_count, frame_times, parse_fps
 
 RAW_FLOOR_DB = -120.0  # raw dB values never go below this (digital silence)
-ANALYSIS_VERSION = 2  # 2: local tempo and octave rule, chords, beat fade; bump when the same settings give different numbers; part of to_dict() for caches
+# 2: local tempo and octave rule, chords, beat fade; 3: harmonic/percussive split, semitone chroma.
+ANALYSIS_VERSION = 3  # bump when the same settings give different numbers; part of to_dict() for caches
 
 
 def default_smoothing() -> dict[str, tuple[float, float]]:
     """(attack_ms, release_ms) per feature: quick rises, releases long enough to read as motion."""
     table = {"sub": (20, 180), "bass": (20, 180), "low_mid": (10, 140), "high_mid": (10, 120),
              "treble": (5, 100), "rms": (20, 200), "onset": (0, 90), "centroid": (30, 200),
-             "chord_sin": (30, 200), "chord_cos": (30, 200), "chord_major": (30, 200)}
+             "chord_sin": (30, 200), "chord_cos": (30, 200), "chord_major": (30, 200),
+             "percussive": (5, 90), "harmonic": (30, 200)}
     table.update({name: (20, 150) for name in CHROMA})
     return {name: tuple(map(float, table.get(name, (0.0, 0.0)))) for name in FEATURE_NAMES}
 
@@ -61,7 +63,6 @@ class AudioConfig:
     max_range_db: float = 48.0  # widest span: levels further below a feature's loud parts count as off
     min_range_octaves: float = 1.0  # the same for the spectral centroid
     beat_pulse_decay_ms: float = 150.0  # the beat pulse falls to 1/e this long after each beat
-    chroma_median_ms: float = 250.0  # running median over time before chroma: drum hits are shorter
     start_bpm: float = 120.0  # centre of the tempo prior (octave errors lean towards it)
     # User hints, because no tracker is right on every song:
     bpm: float | None = None  # fit the beat grid at this tempo (the phase still comes from the audio)
@@ -88,10 +89,10 @@ class AudioConfig:
         if not 0 < self.onset_percentile <= 100:
             raise InvalidInput(f"onset_percentile must be in (0, 100], got {self.onset_percentile}")
         if not (0 < self.min_range_db <= self.max_range_db and self.min_range_octaves > 0
-                and self.beat_pulse_decay_ms >= 0 and self.chroma_median_ms >= 0 and self.start_bpm > 0
+                and self.beat_pulse_decay_ms >= 0 and self.start_bpm > 0
                 and self.max_seconds > 0):
             raise InvalidInput("min_range_db (<= max_range_db), min_range_octaves, start_bpm and max_seconds "
-                               "must be > 0, beat_pulse_decay_ms and chroma_median_ms >= 0")
+                               "must be > 0, beat_pulse_decay_ms >= 0")
         if self.span_seconds is not None:
             if not isinstance(self.span_seconds, (int, float)) or not MIN_SECONDS <= self.span_seconds < math.inf:
                 raise InvalidInput(f"span_seconds must be a finite number >= {MIN_SECONDS}, got {self.span_seconds}")
@@ -124,7 +125,6 @@ class AudioConfig:
                 "level_percentiles": list(self.level_percentiles), "onset_percentile": self.onset_percentile,
                 "floor_db": self.floor_db, "min_range_db": self.min_range_db, "max_range_db": self.max_range_db,
                 "min_range_octaves": self.min_range_octaves, "beat_pulse_decay_ms": self.beat_pulse_decay_ms,
-                "chroma_median_ms": self.chroma_median_ms,
                 "start_bpm": self.start_bpm, "max_seconds": self.max_seconds, "bpm": self.bpm,
                 "tempo_range": list(self.tempo_range),
                 "beat_times": None if self.beat_times is None else list(self.beat_times),
@@ -265,13 +265,13 @@ def _db(power: np.ndarray) -> np.ndarray:
 
 def _raw_features(levels: np.ndarray, onset: np.ndarray, grid, times: np.ndarray,
                   config: AudioConfig) -> np.ndarray:
-    """Physical per-frame values (n_frames, 27): dB, flux, pulse, sin/cos, BPM, chroma / strongest, Hz, chord."""
-    import scipy.ndimage
-
+    """Physical per-frame values (n_frames, 29): dB, flux, pulse, sin/cos, BPM, chroma / strongest, Hz, chord, dB."""
     raw = np.zeros((len(times), len(FEATURE_NAMES)), np.float64)
     for k, band in enumerate(BANDS):
         raw[:, FEATURE_INDEX[band]] = _db(levels[:, spectral.COL_BANDS][:, k])
     raw[:, FEATURE_INDEX["rms"]] = _db(levels[:, spectral.COL_MS])
+    raw[:, FEATURE_INDEX["percussive"]] = _db(levels[:, spectral.COL_PERCUSSIVE])
+    raw[:, FEATURE_INDEX["harmonic"]] = _db(levels[:, spectral.COL_HARMONIC])
     raw[:, FEATURE_INDEX["onset"]] = onset
     beats = beat_features(grid, times, config.fps, pulse_decay_s=config.beat_pulse_decay_ms / 1000)
     has_beats = len(grid.beat_times) > 0
@@ -281,9 +281,7 @@ def _raw_features(levels: np.ndarray, onset: np.ndarray, grid, times: np.ndarray
     raw[:, FEATURE_INDEX["beat_sin"]] = np.sin(2 * np.pi * beats["beat_phase"]) * presence
     raw[:, FEATURE_INDEX["beat_cos"]] = np.cos(2 * np.pi * beats["beat_phase"]) * presence
     raw[:, FEATURE_INDEX["tempo"]] = beats["tempo"]
-    # A running median over time keeps sustained harmony and drops drum hits, which are short.
-    width = max(1, int(round(config.chroma_median_ms / 1000 * config.fps.numerator / config.fps.denominator)))
-    chroma = scipy.ndimage.median_filter(levels[:, spectral.COL_CHROMA], size=(width | 1, 1), mode="nearest")
+    chroma = levels[:, spectral.COL_CHROMA]  # of the harmonic part: drum hits are left out
     peak = chroma.max(axis=1, keepdims=True)
     raw[:, FEATURE_INDEX[CHROMA[0]]: FEATURE_INDEX[CHROMA[-1]] + 1] = np.divide(
         chroma, peak, out=np.zeros_like(chroma), where=peak > 1e-12)

@@ -8,7 +8,7 @@ rebuilds the Features. Files are written to a temporary name in the same folder 
 place: an interrupted write never leaves a half file.
 
 Read by :func:`load_features`: the .npz and .json files above, and bare arrays from other tools —
-a (frames, 27) array as .npy, or an .npz holding ``features`` (or ``values``) and optionally
+a (frames, 29) array as .npy, or an .npz holding ``features`` (or ``values``) and optionally
 ``times`` and ``names``; such a file counts as 30 fps from frame 1 unless it says otherwise.
 """
 
@@ -37,8 +37,8 @@ BARE_FPS = Fraction(30)  # the frame rate of a bare array that does not state it
 
 @dataclass
 class Features:
-    values: np.ndarray  # float32 (n_frames, 27): normalised + smoothed, in [0, 1], FEATURE_NAMES order
-    raw: np.ndarray  # float32 (n_frames, 27): before normalisation (dB, BPM, Hz, flux, ...)
+    values: np.ndarray  # float32 (n_frames, 29): normalised + smoothed, in [0, 1], FEATURE_NAMES order
+    raw: np.ndarray  # float32 (n_frames, 29): before normalisation (dB, BPM, Hz, flux, ...)
     names: tuple[str, ...]  # == FEATURE_NAMES
     times: np.ndarray  # float64 (n_frames,): seconds shown by each frame, i / fps
     fps: Fraction
@@ -114,7 +114,7 @@ def features_bytes(features: Features, suffix: str) -> bytes:
 def load_features(path: str | os.PathLike) -> Features:
     """Read a features file (.npz, .json or .npy; see the module docstring) into Features.
 
-    Raises NotFound for a missing file and InvalidInput for anything that is not (frames, 27)
+    Raises NotFound for a missing file and InvalidInput for anything that is not (frames, 29)
     finite feature values with the canonical names.
     """
     path = Path(path)

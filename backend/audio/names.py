@@ -1,4 +1,4 @@
-"""The canonical audio feature vector: names and order shared by analysis, model and renderer.
+"""The canonical audio feature vector (29 values): names and order shared by analysis, model and renderer.
 
 Kept free of heavy imports so the model can use it without loading librosa.
 """
@@ -20,5 +20,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     # Added in analysis version 2, at the end: styles address features by name, older ones ignore these.
     "chord_sin", "chord_cos",  # the chord's root on the circle of fifths, 0.5 + 0.5*sin/cos; 0 without a chord
     "chord_major",  # 1 for a major chord, 0 for minor or none
+    # Added in analysis version 3: the drums apart from the harmony (harmonic/percussive separation).
+    "percussive",  # loudness of the percussive part (hits, drums), dB normalised like the bands
+    "harmonic",  # loudness of the harmonic part (sustained notes, chords)
 )
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}

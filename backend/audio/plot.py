@@ -1,6 +1,7 @@
 """A picture of a track's features: what a person checks first when a render "does not react".
 
-One lane per feature (normalised 0..1, filled like a level meter) with the beats drawn across
+One lane per feature (normalised 0..1, filled like a level meter; the harmonic and percussive parts
+on the whole mix's scale) with the beats drawn across
 every lane, the frame numbers on top and seconds below, and chroma as a pitch-class image.
 """
 
@@ -12,9 +13,9 @@ import numpy as np
 
 from backend.audio.names import BANDS, CHROMA, FEATURE_INDEX
 
-LANES = (*BANDS, "rms", "onset", "beat_pulse", "beat_sin", "beat_cos", "tempo", "centroid")
+LANES = (*BANDS, "rms", "harmonic", "percussive", "onset", "beat_pulse", "beat_sin", "beat_cos", "tempo", "centroid")
 _COLOURS = {"sub": "#7a0177", "bass": "#c51b8a", "low_mid": "#f768a1", "high_mid": "#fd8d3c",
-            "treble": "#fecc5c", "rms": "#2c7fb8", "onset": "#e31a1c", "beat_pulse": "#238b45",
+            "treble": "#fecc5c", "rms": "#2c7fb8", "harmonic": "#41b6c4", "percussive": "#fc4e2a", "onset": "#e31a1c", "beat_pulse": "#238b45",
             "beat_sin": "#74c476", "beat_cos": "#a1d99b", "tempo": "#6a51a3", "centroid": "#8c6d31"}
 _PITCHES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -75,7 +76,7 @@ def plot_png(features, *, title: str | None = None) -> bytes:
 def _lane_label(features, name: str) -> str:
     """The feature's name and what its raw values span, so a flat lane can be told from a quiet one."""
     raw = features.raw[:, FEATURE_INDEX[name]]
-    if name in (*BANDS, "rms"):
+    if name in (*BANDS, "rms", "harmonic", "percussive"):
         loud = raw[raw > -119]
         span = f"{np.percentile(loud, 5):.0f}..{np.percentile(loud, 97):.0f} dB" if len(loud) else "silent"
     elif name == "tempo":

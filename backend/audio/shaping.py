@@ -1,7 +1,8 @@
 """Turning raw per-frame measurements into [0, 1] values: robust normalisation and smoothing.
 
 Normalisation is per track and robust: levels (dB) and the centroid (octaves) map a low and a high
-percentile of the non-silent frames to 0 and 1, so one loud hit does not flatten the rest. A full
+percentile of the non-silent frames to 0 and 1, so one loud hit does not flatten the rest. The
+percussive and harmonic parts use the whole mix's (RMS) mapping, so they tell which part is loud. A full
 0 -> 1 swing needs at least a minimum span (e.g. 12 dB): a steady signal, such as a constant tone,
 has no span and sits at 0 — nothing changes, so nothing moves — instead of dividing by zero.
 Silent frames (RMS at or below the floor) are 0 for every level and spectral feature. The rest:
@@ -35,7 +36,7 @@ TEMPO_RANGE_BPM = (60.0, 180.0)  # mapped to 0..1, absolute (not per track)
 
 
 def shape_features(raw: np.ndarray, config) -> np.ndarray:
-    """Normalise every column of ``raw`` (n_frames, 27) to [0, 1] per track, then smooth it.
+    """Normalise every column of ``raw`` (n_frames, 29) to [0, 1] per track, then smooth it.
 
     ``config`` is an :class:`~backend.audio.features.AudioConfig`; see the module docstring.
     """
@@ -46,6 +47,14 @@ def shape_features(raw: np.ndarray, config) -> np.ndarray:
         values[:, i] = normalise_levels(raw[:, i], active, percentiles=config.level_percentiles,
                                         min_range=config.min_range_db, max_range=config.max_range_db,
                                         floor=config.floor_db)
+    # The two parts share the whole mix's scale, so they say which part is loud: an ambient piece's
+    # faint percussive residue stays low instead of being stretched over 0..1 on its own.
+    rms = raw[:, FEATURE_INDEX["rms"]]
+    if active.any():
+        loudness = level_range(rms[active], percentiles=config.level_percentiles, min_range=config.min_range_db,
+                               max_range=config.max_range_db, floor=config.floor_db)
+        for name in ("percussive", "harmonic"):
+            values[:, FEATURE_INDEX[name]] = apply_level_range(raw[:, FEATURE_INDEX[name]], active, loudness)
     i = FEATURE_INDEX["onset"]
     values[:, i] = normalise_onset(raw[:, i], active, percentile=config.onset_percentile, min_peak=ONSET_MIN_PEAK,
                                    local_frames=int(round(ONSET_LOCAL_S * config.fps.numerator / config.fps.denominator)))
@@ -88,13 +97,26 @@ def normalise_levels(x: np.ndarray, active: np.ndarray, *, percentiles: tuple[fl
     ``lo`` is raised to ``floor`` and to ``hi - max_range`` (nothing below counts), then ``hi``
     to ``lo + min_range``. Inactive frames are 0. No active frame at all gives all zeros.
     """
-    out = np.zeros(len(x), np.float64)
     valid = active & np.isfinite(x)
     if not valid.any():
-        return out
-    lo, hi = np.percentile(x[valid], percentiles)
+        return np.zeros(len(x), np.float64)
+    return apply_level_range(x, active, level_range(x[valid], percentiles=percentiles, min_range=min_range,
+                                                    max_range=max_range, floor=floor))
+
+
+def level_range(x: np.ndarray, *, percentiles: tuple[float, float], min_range: float,
+                max_range: float = np.inf, floor: float | None = None) -> tuple[float, float]:
+    """The (lo, hi) that :func:`normalise_levels` maps to 0 and 1, from the active values ``x``."""
+    lo, hi = np.percentile(x, percentiles)
     lo = max(lo, hi - max_range, -np.inf if floor is None else floor)
-    hi = max(hi, lo + min_range)
+    return lo, max(hi, lo + min_range)
+
+
+def apply_level_range(x: np.ndarray, active: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """``x`` (n,) mapped linearly from ``bounds`` to [0, 1]; inactive or non-finite values are 0."""
+    lo, hi = bounds
+    out = np.zeros(len(x), np.float64)
+    valid = active & np.isfinite(x)
     out[valid] = np.clip((x[valid] - lo) / (hi - lo), 0.0, 1.0)
     return out
 

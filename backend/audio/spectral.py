@@ -7,9 +7,18 @@ well below a 60 fps frame (16.7 ms). Two windows share each hop centre:
 * a long 128 ms window for band energies, chroma and the spectral centroid — its 7.8 Hz bins keep a
   40 Hz tone clear of the 60 Hz sub/bass edge.
 
-:class:`HopAnalyzer` keeps only one long window of samples between blocks, so memory does not grow
-with the file; :class:`FrameMeans` turns hop rows into per-frame means as soon as a frame's window
-is complete. Frame ``i`` covers the hops whose centres lie in ``[(i - 1/2) / fps, (i + 1/2) / fps)``.
+Drums apart from harmony: both spectra are split into a harmonic and a percussive part
+(:mod:`backend.audio.hpss`). Onsets (and so the beat) are the flux of the *percussive* part of the
+short window, so a pad's swell or a chord change is not a hit; chroma and the centroid read the
+*harmonic* part of the long window, so a snare does not tint the chord. Band energies and RMS stay
+the whole mix. The long window's HPSS runs on a log-frequency spectrogram — one band per semitone
+above 125 Hz, single bins below (a CQT's resolution, pooled from the STFT already taken; Müller,
+FMP 3.1) — which also gives chroma its pitch grid: each semitone counts for its pitch class.
+
+:class:`HopAnalyzer` keeps only one long window of samples (plus the separation's look-ahead)
+between blocks, so memory does not grow with the file; :class:`FrameMeans` turns hop rows into
+per-frame means as soon as a frame's window is complete. Frame ``i`` covers the hops whose
+centres lie in ``[(i - 1/2) / fps, (i + 1/2) / fps)``.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from fractions import Fraction
 import numpy as np
 import scipy.fft
 
+from backend.audio import hpss
 from backend.audio.names import BAND_EDGES_HZ, BANDS
 
 ANALYSIS_RATE = 32000  # Hz
@@ -38,15 +48,23 @@ CENTROID_RANGE_HZ = (20.0, 16000.0)
 # Below ~120 Hz a semitone is narrower than the long window's 7.8 Hz bins, so a bass note smears over
 # neighbouring pitch classes and drowns the harmony above it; chroma reads only what lies higher.
 CHROMA_MIN_HZ = 120.0
+SEMITONES_FROM_HZ = 125.0  # above this, long-window bins are pooled per semitone (each is >= one bin wide)
+CHROMA_CENTRE_HZ, CHROMA_OCTAVE_WIDTH = 880.0, 2.0  # chroma weighs octaves as librosa's chroma_stft does
+SHORT_FREQ_MEDIAN = 8  # the percussive estimate: median over +-8 short bins (+-500 Hz)
+LONG_FREQ_MEDIAN = 8  # ... and over +-8 log-frequency bands (about +-8 semitones)
 
-# Columns of a level row: band powers, mean square, chroma energies, centroid denominator/numerator.
+# Columns of a level row: band powers and mean square (whole mix), chroma energies (harmonic),
+# harmonic and percussive mean squares, centroid denominator/numerator (harmonic).
 COL_BANDS = slice(0, len(BANDS))
 COL_MS = len(BANDS)
 COL_CHROMA = slice(COL_MS + 1, COL_MS + 13)
-COL_POWER = COL_MS + 13
-COL_FREQ_POWER = COL_MS + 14
-N_LEVEL_COLUMNS = COL_MS + 15
+COL_HARMONIC = COL_MS + 13
+COL_PERCUSSIVE = COL_MS + 14
+COL_POWER = COL_MS + 15
+COL_FREQ_POWER = COL_MS + 16
+N_LEVEL_COLUMNS = COL_MS + 17
 _CHUNK_HOPS = 1024  # hops per FFT batch: bounds the framed copy to ~16 MB
+_CONTEXT = hpss.HALF_HOPS + 1  # hops computed before a chunk: the separation's reach, and the flux's previous hop
 
 
 def _hann(n: int) -> np.ndarray:
@@ -63,47 +81,63 @@ def _power_scale(window: np.ndarray) -> np.ndarray:
     return scale.astype(np.float32)
 
 
+def log_frequency_bands(freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pooling of rfft bins (ascending ``freqs``) into bands: single bins below SEMITONES_FROM_HZ, one
+    band per semitone above. Returns each band's first bin and its MIDI pitch (NaN for single bins)."""
+    with np.errstate(divide="ignore"):
+        pitch = np.rint(69 + 12 * np.log2(freqs / 440.0))
+    key = np.where(freqs < SEMITONES_FROM_HZ, -1.0 - np.arange(len(freqs)), pitch)  # unique below the split
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    return starts, np.where(freqs[starts] < SEMITONES_FROM_HZ, np.nan, pitch[starts])
+
+
 class HopAnalyzer:
     """Streaming per-hop measurements; hop ``j`` is centred on sample ``j * HOP`` (zero-padded start).
 
-    ``push(samples)`` takes mono float32 blocks at ANALYSIS_RATE and returns the hops now complete;
-    ``finish()`` pads the end with zeros and returns the rest, ``1 + n_samples // HOP`` hops in all.
-    Each return is ``(onset_flux (m,), levels (m, N_LEVEL_COLUMNS))``.
+    ``push(samples)`` takes mono float32 blocks at ANALYSIS_RATE and returns the hops now complete
+    (a hop waits for the separation's look-ahead, 200 ms); ``finish()`` pads the end with zeros and
+    returns the rest, ``1 + n_samples // HOP`` hops in all. Each return is
+    ``(onset_flux (m,), levels (m, N_LEVEL_COLUMNS))``; the flux is the percussive part's.
     """
 
     def __init__(self):
-        import librosa
-
         self.long_window = _hann(LONG_FFT)
         self.short_window = _hann(ONSET_FFT)
         self.short_scale = _power_scale(self.short_window)
+        self.long_scale = _power_scale(self.long_window)
         # Short-window magnitudes scaled so a sine of amplitude A peaks at A.
         self.short_amplitude = np.float32(2.0 / self.short_window.sum())
         freqs = np.fft.rfftfreq(LONG_FFT, 1.0 / ANALYSIS_RATE)
-        bands = [((freqs >= lo) & (freqs < hi)) for lo, hi in (BAND_EDGES_HZ[b] for b in BANDS)]
-        chroma = librosa.filters.chroma(sr=ANALYSIS_RATE, n_fft=LONG_FFT) * (freqs >= CHROMA_MIN_HZ)
-        in_range = (freqs >= CENTROID_RANGE_HZ[0]) & (freqs <= CENTROID_RANGE_HZ[1])
-        rows = np.vstack([np.array(bands), chroma, in_range, in_range * freqs])  # (19, bins)
-        # One matrix from squared (re, im) pairs to every long-window level, power scale folded in.
-        self.long_matrix = np.repeat((rows * _power_scale(self.long_window)).T, 2, axis=0).astype(np.float32)
+        self.band_matrix = np.array([((freqs >= lo) & (freqs < hi)) for lo, hi in
+                                     (BAND_EDGES_HZ[b] for b in BANDS)], np.float32).T  # (bins, 5)
+        self.freqs = freqs.astype(np.float32)
+        self.pool_starts, pitch = log_frequency_bands(freqs)
+        centre = np.add.reduceat(freqs, self.pool_starts) / np.diff(np.r_[self.pool_starts, len(freqs)])
+        self.in_centroid_range = ((centre >= CENTROID_RANGE_HZ[0]) & (centre <= CENTROID_RANGE_HZ[1])).astype(np.float32)
+        fold = np.zeros((len(pitch), 12), np.float32)
+        pitched = np.flatnonzero(np.isfinite(pitch) & (centre >= CHROMA_MIN_HZ))
+        octaves = np.log2(centre[pitched] / CHROMA_CENTRE_HZ)
+        fold[pitched, pitch[pitched].astype(np.int64) % 12] = np.exp(-0.5 * (octaves / CHROMA_OCTAVE_WIDTH) ** 2)
+        self.chroma_fold = fold  # (bands, 12): C first, as MIDI pitch 60 is C
         half = LONG_FFT // 2
-        self._buffer = np.zeros(half, np.float32)  # the zero padding before sample 0
-        self._buffer_start = -half  # absolute index of _buffer[0]
+        pad = half + _CONTEXT * HOP  # zeros before sample 0: the first hops' windows and look-back
+        self._buffer = np.zeros(pad, np.float32)
+        self._buffer_start = -pad  # absolute index of _buffer[0]
         self._next_hop = 0
         self._n_input = 0
-        self._previous_log_magnitude = np.zeros(ONSET_FFT // 2 + 1, np.float32)
 
     def push(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         self._n_input += len(samples)
         self._buffer = np.concatenate([self._buffer, samples])
-        # Hop j is complete when its long window ends inside the buffer.
+        # Hop j is complete when the long window of hop j + HALF_HOPS ends inside the buffer.
         available_end = self._buffer_start + len(self._buffer)
-        last = (available_end - LONG_FFT // 2) // HOP  # largest j with j*HOP + half <= end
+        last = (available_end - LONG_FFT // 2) // HOP - hpss.HALF_HOPS
         return self._compute(last + 1)
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        self._buffer = np.concatenate([self._buffer, np.zeros(LONG_FFT // 2 + HOP, np.float32)])
+        tail = LONG_FFT // 2 + (hpss.HALF_HOPS + 1) * HOP
+        self._buffer = np.concatenate([self._buffer, np.zeros(tail, np.float32)])
         return self._compute(1 + self._n_input // HOP)
 
     def _compute(self, stop_hop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,8 +148,8 @@ class HopAnalyzer:
             onsets.append(onset)
             levels.append(level)
             self._next_hop += count
-        # Keep only what the next hop's window needs.
-        keep_from = self._next_hop * HOP - LONG_FFT // 2 - self._buffer_start
+        # Keep only what the next hop's window and its context need.
+        keep_from = (self._next_hop - _CONTEXT) * HOP - LONG_FFT // 2 - self._buffer_start
         if keep_from > 0:
             self._buffer = self._buffer[keep_from:]
             self._buffer_start += keep_from
@@ -124,25 +158,39 @@ class HopAnalyzer:
         return np.concatenate(onsets), np.concatenate(levels)
 
     def _measure(self, first_hop: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-        start = first_hop * HOP - LONG_FFT // 2 - self._buffer_start
+        """Hops first_hop .. first_hop + count - 1, from the spectra of hops reaching _CONTEXT before
+        and HALF_HOPS after them (the separation's medians and the flux's previous hop)."""
+        half = hpss.HALF_HOPS
+        rows = count + _CONTEXT + half
+        start = (first_hop - _CONTEXT) * HOP - LONG_FFT // 2 - self._buffer_start
         view = np.lib.stride_tricks.sliding_window_view(self._buffer, LONG_FFT)
-        frames = view[start: start + (count - 1) * HOP + 1: HOP]  # (count, LONG_FFT), no copy yet
+        frames = view[start: start + (rows - 1) * HOP + 1: HOP]  # (rows, LONG_FFT), no copy yet
         offset = (LONG_FFT - ONSET_FFT) // 2
         short = scipy.fft.rfft(frames[:, offset: offset + ONSET_FFT] * self.short_window, axis=1)
-        short_power = short.real**2 + short.imag**2  # (count, 257)
-        log_magnitude = np.log1p(ONSET_LOG_GAIN * self.short_amplitude * np.sqrt(short_power))
-        previous = np.vstack([self._previous_log_magnitude[None], log_magnitude[:-1]])
-        flux = np.maximum(log_magnitude - previous, 0.0)[:, ONSET_FIRST_BIN:].mean(axis=1)  # (count,)
-        self._previous_log_magnitude = log_magnitude[-1]
+        short_power = short.real**2 + short.imag**2  # (rows, 257)
+        # Short window: masks for the previous hop and ours -> the percussive part's log flux.
+        harmonic, percussive = hpss.soft_masks(short_power, SHORT_FREQ_MEDIAN)  # (count + 1, 257)
+        inside = short_power[half: half + count + 1]
+        log_magnitude = np.log1p(ONSET_LOG_GAIN * self.short_amplitude * percussive * np.sqrt(inside))
+        flux = np.maximum(np.diff(log_magnitude, axis=0), 0.0)[:, ONSET_FIRST_BIN:].mean(axis=1)  # (count,)
+        inside, percussive, harmonic = inside[1:], percussive[1:], harmonic[1:]
 
-        spectrum = scipy.fft.rfft(frames * self.long_window, axis=1)  # (count, 2049) complex64
-        squares = spectrum.view(np.float32)  # (count, 4098): re, im, re, im, ...
-        np.square(squares, out=squares)
-        long_levels = squares @ self.long_matrix  # (count, 19): bands, chroma, power, freq * power
+        spectrum = scipy.fft.rfft(frames[1:] * self.long_window, axis=1)  # (count + 2 half, 2049)
+        long_power = (spectrum.real**2 + spectrum.imag**2) * self.long_scale
+        pooled = np.add.reduceat(long_power, self.pool_starts, axis=1)  # log-frequency bands
+        tonal, _ = hpss.soft_masks(pooled, LONG_FREQ_MEDIAN)  # (count, bands)
+        long_inside = long_power[half: half + count]
+        tonal_power = tonal**2 * pooled[half: half + count]
+        tonal_freq_power = tonal**2 * np.add.reduceat(long_inside * self.freqs, self.pool_starts, axis=1)
+
         level = np.empty((count, N_LEVEL_COLUMNS), np.float32)
-        level[:, COL_BANDS] = long_levels[:, : len(BANDS)]
-        level[:, COL_MS] = short_power @ self.short_scale
-        level[:, COL_MS + 1:] = long_levels[:, len(BANDS):]
+        level[:, COL_BANDS] = long_inside @ self.band_matrix
+        level[:, COL_MS] = inside @ self.short_scale
+        level[:, COL_CHROMA] = tonal_power @ self.chroma_fold
+        level[:, COL_HARMONIC] = (harmonic**2 * inside) @ self.short_scale
+        level[:, COL_PERCUSSIVE] = (percussive**2 * inside) @ self.short_scale
+        level[:, COL_POWER] = tonal_power @ self.in_centroid_range
+        level[:, COL_FREQ_POWER] = tonal_freq_power @ self.in_centroid_range
         return flux.astype(np.float32), level
 
 

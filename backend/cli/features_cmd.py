@@ -41,7 +41,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "features", help="analyse audio into per-frame features (bands, onsets, beats, chroma)",
         description="Analyse an audio file (wav, flac, ogg, mp3, or the audio track of a video) into one "
-                    "row of 27 features per video frame, normalised to [0, 1] and smoothed. Without -o "
+                    "row of 29 features per video frame, normalised to [0, 1] and smoothed. Without -o "
                     "or --plot it prints a summary of every feature.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("audio", nargs="?", metavar="AUDIO", help="the audio or video file to analyse")

@@ -12,7 +12,7 @@ from backend.audio.names import CHROMA, FEATURE_INDEX, FEATURE_NAMES
 from backend.errors import InvalidInput
 
 DEFAULT_AUDIO_INPUTS = ("sub", "bass", "low_mid", "high_mid", "treble", "rms", "onset", "beat_pulse",
-                        *CHROMA, "centroid")
+                        *CHROMA, "centroid", "chord_sin", "chord_cos", "chord_major", "percussive", "harmonic")
 MAX_HIDDEN, MAX_DEPTH = 2048, 32  # far past any useful CPPN; larger is a typo (or a hostile header)
 
 

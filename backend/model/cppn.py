@@ -33,7 +33,7 @@ COORD_INPUTS = 3  # x, y, r
 # so the picture breathes with the music instead of flickering. Unlisted features get 1.
 MORPH_EMPHASIS = {"sub": 1.0, "bass": 1.0, "low_mid": 0.6, "high_mid": 0.35, "treble": 0.25, "rms": 1.0,
                   "onset": 0.3, "beat_pulse": 0.6, "centroid": 0.4, **{name: 0.3 for name in CHROMA},
-                  "chord_sin": 0.5, "chord_cos": 0.5, "chord_major": 0.4}
+                  "chord_sin": 0.5, "chord_cos": 0.5, "chord_major": 0.4, "percussive": 0.15, "harmonic": 0.8}
 
 
 @dataclass

@@ -83,10 +83,14 @@ class Piece:
         mono = np.pad(mono, (0, int(self.seconds * RATE) - len(mono)))
         mono *= 0.8 / max(np.abs(mono).max(), 1e-9)
         soundfile.write(HERE / f"{self.name}.flac", mono, RATE, subtype="PCM_16")
+        heard = self.seconds  # the file is cut here: what would sound later is not in the truth either
         truth = {"file": f"{self.name}.flac", "seconds": self.seconds, "tempo": self.tempo_segments,
-                 "beats": [round(b, 6) for b in self.beats], "downbeats": [round(b, 6) for b in self.downbeats],
-                 "chords": self.chords, "drum_hits": sorted(self.drum_hits, key=lambda h: h["time"]),
-                 "note_onsets": sorted(set(self.note_onsets)), "music_end": round(self.music_end, 6)}
+                 "beats": [round(b, 6) for b in self.beats if b < heard],
+                 "downbeats": [round(b, 6) for b in self.downbeats if b < heard],
+                 "chords": [{**c, "end": min(c["end"], heard)} for c in self.chords if c["start"] < heard],
+                 "drum_hits": sorted((h for h in self.drum_hits if h["time"] < heard), key=lambda h: h["time"]),
+                 "note_onsets": sorted(t for t in set(self.note_onsets) if t < heard),
+                 "music_end": round(min(self.music_end, heard), 6)}
         (HERE / f"{self.name}.json").write_text(json.dumps(truth, indent=1) + "\n")
         return truth
 
