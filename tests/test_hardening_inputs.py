@@ -92,6 +92,37 @@ def test_every_path_a_user_gives_is_checked_for_length_up_front(kit, tmp_path, c
         assert_untouched(before, tmp_path)
 
 
+def test_train_and_score_check_their_paths_before_any_slow_work(kit, tmp_path, capsys):
+    """Training and scoring take paths too (the library, a features file, CLIP weights, a CLIP
+    folder): each pipe, device or over-long name is one line before CLIP loads or audio is read."""
+    os.mkfifo(tmp_path / "feat.npz")
+    os.mkfifo(tmp_path / "library")
+    lib = kit["style"].parent
+    before = snapshot(tmp_path)
+    train = ["train", "ink in water", "--name", "t", "--styles-dir", lib, "--device", "cpu"]
+    cases = [
+        (["train", "ink", "--name", "t", "--styles-dir", tmp_path / "library"],
+         f"style library {tmp_path / 'library'} is a named pipe (FIFO), not a folder"),
+        (["train", "ink", "--name", "t", "--styles-dir", "/dev/null"], "style library /dev/null is a character device"),
+        (["train", "ink", "--name", "t", "--styles-dir", tmp_path / LONG], "the style library name"),
+        ([*train, "--pretrained", "random", "--features", tmp_path / "feat.npz"], "features file " + str(tmp_path / "feat.npz") + " is a named pipe"),
+        ([*train, "--pretrained", "random", "--features", tmp_path / f"{LONG}.npz"], "the features file name"),
+        ([*train, "--pretrained", "/dev/zero"], "CLIP weights file /dev/zero is a character device, not a file"),
+        ([*train, "--pretrained", tmp_path / f"{LONG}.pt"], "the CLIP weights file name"),
+        ([*train, "--pretrained", f"local-dir:{tmp_path / 'library'}"], "is a named pipe (FIFO), not a folder"),
+        (["score", kit["style"], "--prompt", "ink", "--pretrained", "/dev/zero", "--no-second-clip"],
+         "CLIP weights file /dev/zero is a character device"),
+        (["score", kit["style"], "--prompt", "ink", "--pretrained", "random", "--audio", tmp_path / "feat.npz"],
+         "is a named pipe (FIFO), not a file"),
+        (["score", kit["style"], "--prompt", "ink", "--pretrained", "random", "--audio", tmp_path / f"{LONG}.wav"],
+         "the audio file name"),
+    ]
+    for argv, message in cases:
+        assert_one_line_error(*cli(capsys, *argv)[::2], message)
+        assert_untouched(before, tmp_path)
+    assert sorted(p.name for p in lib.iterdir()) == ["good.safetensors"]  # no style, checkpoint or preview begun
+
+
 def test_names_as_long_as_the_file_system_allows_work_and_leave_nothing_beside_them(kit, tmp_path, capsys):
     name = "v" * 251 + ".mp4"  # 255 bytes: legal, though every temporary name beside it is longer
     code, stdout, stderr = cli(capsys, "render", kit["audio"], "-s", kit["style"], "-o", tmp_path / name, *SMALL)

@@ -26,9 +26,9 @@ import numpy as np
 
 from backend.atomic import check_writable, write_bytes
 from backend.audio.names import FEATURE_INDEX, FEATURE_NAMES
-from backend.errors import InvalidInput, NotFound
+from backend.errors import InvalidInput
 from backend.timebase import fps_label, frame_times
-from backend.user_paths import check_not_special, check_path_names
+from backend.user_paths import check_not_special, check_path_names, check_regular_file
 
 FEATURE_SUFFIXES = (".npz", ".csv", ".json")  # what save_features writes
 READ_SUFFIXES = (".npz", ".json", ".npy")  # what load_features reads
@@ -118,8 +118,7 @@ def load_features(path: str | os.PathLike) -> Features:
     finite feature values with the canonical names.
     """
     path = Path(path)
-    if not path.is_file():
-        raise NotFound(f"features file not found: {path}")
+    check_regular_file(path, "features file")  # a FIFO or a device is refused, not read
     kind = path.suffix.lower()
     if kind not in READ_SUFFIXES:
         raise InvalidInput(f"features files are read from {', '.join(READ_SUFFIXES)}, got {path.name}")

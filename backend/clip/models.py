@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from backend.errors import DeviceUnavailable, InvalidInput, NotFound
 from backend.model.device import resolve_device
+from backend.user_paths import check_path_names, check_regular_file, kind_of
 
 LOCAL_DIR = "local-dir:"
 RANDOM = ("random", "none", "")
@@ -177,8 +178,7 @@ def resolve_weights(name: str, pretrained: str | None) -> WeightsSource:
         return WeightsSource(model_name=clean, weights=None, label="random")
     if tag.endswith(WEIGHT_SUFFIXES) or os.sep in tag or Path(tag).exists():
         path = _absolute(tag)  # absolute: a resumed run or a style's metadata may be used elsewhere
-        if not path.is_file():
-            raise NotFound(f"CLIP weights file not found: {path}")
+        check_regular_file(path, "CLIP weights file")
         check_weights_file(path)
         return WeightsSource(model_name=clean, weights=str(path), label=str(path))
     registry = _pretrained_registry()
@@ -241,8 +241,11 @@ def find_local_weights(folder: Path) -> Path | None:
 
 
 def _local_dir_source(folder_text: str) -> WeightsSource:
-    folder = _absolute(folder_text)
+    folder = check_path_names(_absolute(folder_text), "CLIP folder")
     config = folder / "open_clip_config.json"
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInput(f"CLIP folder {folder} is {kind_of(folder.stat().st_mode)}, not a folder "
+                           "(local-dir: needs a folder with open_clip_config.json and its weights)")
     if not folder.is_dir():
         raise NotFound(f"CLIP folder not found: {folder} (local-dir: needs a folder with open_clip_config.json "
                        "and its weights)")

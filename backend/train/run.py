@@ -31,13 +31,14 @@ import torch
 from backend.train.audio_rows import check_source, load_rows
 from backend.train.checkpoint import checkpoint_path, load_checkpoint
 from backend.clip.models import load_clip, resolve_weights
-from backend.errors import Cancelled, Conflict, NotFound
+from backend.errors import Cancelled, Conflict, InvalidInput, NotFound
 from backend.model.device import resolve_device
 from backend.progress import Progress, ProgressCallback, report
 from backend.clip.prompts import parse_prompts
 from backend.styles.library import check_style_name, default_styles_dir
 from backend.train.config import TrainConfig, TrainResult
 from backend.train.loop import Trainer, write_outputs
+from backend.user_paths import check_path_names, kind_of
 
 RESUMABLE_CHANGES = ("device", "checkpoint_every", "memory_budget_gb")  # may differ when resuming
 
@@ -81,6 +82,9 @@ def check_targets(name: str, folder: Path, *, resume: bool, overwrite: bool) -> 
     """Refuse a run that would clobber a style or an interrupted run (or resume one that is not
     there), before anything slow; the service asks the same before queueing. Returns the checkpoint path."""
     check_style_name(name)
+    folder = check_path_names(folder, "style library")
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInput(f"style library {folder} is {kind_of(folder.stat().st_mode)}, not a folder")
     ckpt_file = checkpoint_path(folder, name)
     style_file = folder / f"{name}.safetensors"
     if resume:
