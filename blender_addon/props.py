@@ -14,7 +14,9 @@ from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, P
 from . import bpy_compat, job_request, previews
 from .prefs import DEFAULT_OUTPUT, preferences
 
-GAIN_FEATURES = ("sub", "bass", "low_mid", "high_mid", "treble", "rms", "onset", "beat_pulse", "centroid")
+# Feature names the backend knows (backend/audio/names.py; the add-on imports nothing from it).
+GAIN_FEATURES = ("sub", "bass", "low_mid", "high_mid", "treble", "rms", "onset", "beat_pulse", "centroid",
+                 "percussive", "harmonic")
 
 
 def _style_items(self, context):
@@ -73,6 +75,10 @@ class AudioCPPNSettings(bpy.types.PropertyGroup):
     gain_onset: FloatProperty(name="Onset", default=1.0, min=0.0, max=10.0)
     gain_beat_pulse: FloatProperty(name="Beat", default=1.0, min=0.0, max=10.0)
     gain_centroid: FloatProperty(name="Brightness", default=1.0, min=0.0, max=10.0)
+    gain_percussive: FloatProperty(name="Drums", default=1.0, min=0.0, max=10.0,
+                                   description="How much the drums (the percussive part) move the pattern")
+    gain_harmonic: FloatProperty(name="Harmony", default=1.0, min=0.0, max=10.0,
+                                 description="How much the harmony's loudness (the harmonic part) moves the pattern")
     # jobs: stored in the .blend so reopening it re-attaches
     render_job: StringProperty(name="Render Job", default="", options={"HIDDEN"})
     train_job: StringProperty(name="Training Job", default="", options={"HIDDEN"})

@@ -147,3 +147,24 @@ def test_fps_base_as_blender_stores_it(fps, base, expected):
     stored = struct.unpack("f", struct.pack("f", base))[0]
     assert stored != base or base in (1.0,)
     assert fps_text(exact_fps(fps, stored)) == expected
+
+
+def test_every_gain_the_sidebar_offers_is_a_feature_the_backend_knows(tmp_path):
+    """The add-on keeps its own list (it imports nothing from the backend): each name must be a
+    feature, have its slider, and pass the service's validation, the drums and the harmony included."""
+    import ast
+    from pathlib import Path
+
+    from backend.audio.names import FEATURE_NAMES
+
+    source = (Path(__file__).resolve().parents[1] / "blender_addon" / "props.py").read_text()
+    tree = ast.parse(source)
+    gains = next(ast.literal_eval(node.value) for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                 and any(getattr(t, "id", None) == "GAIN_FEATURES" for t in node.targets))
+    sliders = {node.target.id for node in ast.walk(tree) if isinstance(node, ast.AnnAssign)
+               and isinstance(node.target, ast.Name) and node.target.id.startswith("gain_")}
+    assert {"percussive", "harmonic"} <= set(gains) <= set(FEATURE_NAMES)
+    assert sliders == {f"gain_{name}" for name in gains}
+    config = render_config(RenderRequest(**render_request(settings(tmp_path, gains={name: 2.0 for name in gains}))
+                                         ).model_dump())
+    assert config.reactivity.gains == {name: 2.0 for name in gains}
