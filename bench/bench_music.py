@@ -4,7 +4,8 @@
 
 Per piece: beat F-measure (mir_eval, 70 ms window) of ours and of librosa's default ``beat_track``,
 our global tempo vs the notated one (within 4 %), chord-root accuracy per bar (the most common
-estimated root over the bar's middle half). The 5-minute analysis time is bench_audio's job.
+estimated root over the bar's middle half), and whether the bar's three strongest chroma bins are its
+triad. The 5-minute analysis time is bench_audio's job.
 """
 
 from __future__ import annotations
@@ -73,6 +74,24 @@ def chord_root_accuracy(features, truth: dict, *, strongest_bin: bool = False) -
     return float(np.mean(hits))
 
 
+def top_three_are_chord_tones(features, truth: dict) -> float | None:
+    """Share of bars whose three strongest chroma bins (mean over the bar's middle half) are the
+    chord's root, third and fifth: no passing or overtone pitch among them."""
+    from backend.audio.names import CHROMA, FEATURE_INDEX
+
+    if not truth["chords"]:
+        return None
+    chroma = features.values[:, FEATURE_INDEX[CHROMA[0]]: FEATURE_INDEX[CHROMA[-1]] + 1]
+    hits = []
+    for chord in truth["chords"]:
+        quarter = (chord["end"] - chord["start"]) / 4
+        inside = (features.times >= chord["start"] + quarter) & (features.times < chord["end"] - quarter)
+        third = 4 if chord["quality"] == "maj" else 3
+        tones = {chord["root"] % 12, (chord["root"] + third) % 12, (chord["root"] + 7) % 12}
+        hits.append(set(np.argsort(chroma[inside].mean(axis=0))[-3:].tolist()) == tones)
+    return float(np.mean(hits))
+
+
 def measure(name: str) -> dict:
     from backend.audio.features import AudioConfig, analyze
 
@@ -88,6 +107,7 @@ def measure(name: str) -> dict:
     if accuracy is not None:
         row["chord_root_accuracy"] = round(accuracy, 3)
         row["strongest_chroma_bin_root_accuracy"] = round(chord_root_accuracy(features, truth, strongest_bin=True), 3)
+        row["top_three_chroma_are_chord_tones"] = round(top_three_are_chord_tones(features, truth), 3)
     return row
 
 
@@ -96,14 +116,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "music.json")
     args = parser.parse_args(argv)
     rows = [measure(name) for name in piece_names()]
-    print("| piece | notated BPM | our tempo | beat F (ours) | beat F (librosa default) | chord root per bar (ours / strongest chroma bin) |")
-    print("|---|---|---:|---:|---:|---|")
+    print("| piece | notated BPM | our tempo | beat F (ours) | beat F (librosa default) | chord root per bar "
+          "(ours / strongest chroma bin) | bars whose top 3 chroma bins are the triad |")
+    print("|---|---|---:|---:|---:|---|---:|")
     for row in rows:
         chords = (f"{row['chord_root_accuracy']:.0%} / {row['strongest_chroma_bin_root_accuracy']:.0%}"
                   if "chord_root_accuracy" in row else "—")
+        triads = f"{row['top_three_chroma_are_chord_tones']:.0%}" if "chord_root_accuracy" in row else "—"
         notated = " → ".join(f"{b:g}" for b in row["notated_bpm"]) or "none"
         print(f"| {row['piece']} | {notated} | {row['tempo']:g}{' ✓' if row['tempo_ok'] else ''} | "
-              f"{row['beat_f']:.2f} | {row['librosa_beat_f']:.2f} | {chords} |")
+              f"{row['beat_f']:.2f} | {row['librosa_beat_f']:.2f} | {chords} | {triads} |")
     result = {"machine": {"cpu": cpu_name(), "python": platform.python_version()},
               "command": "python -m bench.bench_music", "pieces": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
