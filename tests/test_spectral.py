@@ -7,6 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from backend.audio import hpss
 from backend.audio.names import BANDS
 from backend.audio.spectral import (ANALYSIS_RATE, COL_BANDS, COL_CHROMA, COL_FREQ_POWER, COL_HARMONIC, COL_MS,
                                     COL_PERCUSSIVE, COL_POWER, HOP, LONG_FFT, SEMITONES_FROM_HZ, FrameMeans,
@@ -63,14 +64,15 @@ def test_a_click_peaks_the_flux_on_its_hop_and_silence_has_none():
     assert flux[: round(0.45 * SR / HOP)].max() == 0 and flux[round(0.55 * SR / HOP):].max() == 0
 
 
-def test_any_blocks_give_the_same_hops_and_their_count():
-    y = tone(330, seconds=2.0, amplitude=0.3) + click(0.7, seconds=2.0)
+def test_any_blocks_give_the_same_hops_bit_for_bit_and_their_count():
+    """12 s: hops are computed in whole chunks of 5.12 s, across chunk edges, block edges and the end."""
+    y = tone(330, seconds=12.0, amplitude=0.3) + click(0.7, seconds=12.0) + click(5.12, seconds=12.0)
     flux, levels = analyse(y)
-    for block in (777, 160, 5000):
+    for block in (777, 160, 5000, 163_841):
         streamed_flux, streamed_levels = analyse(y, block)
         assert len(streamed_flux) == len(flux) == 1 + len(y) // HOP
-        np.testing.assert_allclose(streamed_flux, flux, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(streamed_levels, levels, rtol=1e-3, atol=1e-6)
+        np.testing.assert_array_equal(streamed_flux, flux)
+        np.testing.assert_array_equal(streamed_levels, levels)
 
 
 @pytest.mark.parametrize("fps", [Fraction(24), Fraction(30000, 1001), Fraction(60)])
@@ -107,6 +109,8 @@ def test_frame_means_streamed_in_pieces_are_the_means_of_each_frames_hops():
     expected = np.array([rows[a:min(b, 1000)].mean(axis=0) for a, b in zip(start, end)])
     assert streamed.shape == (125, 3)
     np.testing.assert_allclose(streamed, expected, rtol=1e-12, atol=1e-12)
+    at_once = FrameMeans(fps, 3)
+    np.testing.assert_array_equal(np.concatenate([at_once.push(rows), at_once.finish(125)]), streamed)  # same bits
 
 
 def chord(freqs, seconds, amplitude=0.15):
@@ -114,17 +118,25 @@ def chord(freqs, seconds, amplitude=0.15):
     return sum(amplitude * np.sin(2 * np.pi * f * t) for f in freqs).astype(np.float32)
 
 
-def test_onsets_are_the_drums_a_chord_change_without_an_attack_is_not_a_hit():
+def whole_mix(power, freq_half_width):
+    """In place of the separation: every bin counted in both parts, as before it existed."""
+    ones = np.ones((len(power) - 2 * hpss.HALF_HOPS, power.shape[1]), np.float32)
+    return ones, ones
+
+
+def test_onsets_are_the_drums_a_chord_change_without_an_attack_is_not_a_hit(monkeypatch):
     """The flux is the percussive part's: C major crossfading into A minor in 40 ms (new partials
-    appear, as in the whole mix's flux) stays near zero; a 2 ms click over the chord is a hit."""
+    appear) stays under a quarter of what the whole mix's flux makes of it; a 2 ms click is a hit."""
     c_major, a_minor = chord((261.6, 329.6, 392.0), 4.0), chord((220.0, 261.6, 329.6), 4.0)
     fade = np.clip((np.arange(len(c_major)) / SR - 2.0) / 0.04, 0, 1).astype(np.float32)
     y = c_major * (1 - fade) + a_minor * fade + click(1.0, seconds=4.0)
-    flux, _ = analyse(y)
     hop = lambda s: round(s * SR / HOP)  # noqa: E731
-    click_flux = flux[hop(1.0) - 2: hop(1.0) + 3].max()
-    change_flux = flux[hop(1.9): hop(2.2)].max()
-    assert click_flux > 0.3 and change_flux < 0.02 * click_flux
+    flux, _ = analyse(y)
+    click_flux, change_flux = flux[hop(1.0) - 2: hop(1.0) + 3].max(), flux[hop(1.9): hop(2.2)].max()
+    monkeypatch.setattr(hpss, "soft_masks", whole_mix)
+    mix_flux, _ = analyse(y)
+    assert click_flux > 0.5 and change_flux < 0.005 * click_flux  # measured: 0.79 and 0.4 %
+    assert change_flux < 0.4 * mix_flux[hop(1.9): hop(2.2)].max()  # measured: a quarter
 
 
 def test_the_percussive_part_holds_the_click_and_the_harmonic_part_the_tone():
@@ -137,7 +149,9 @@ def test_the_percussive_part_holds_the_click_and_the_harmonic_part_the_tone():
     assert at_click[:, COL_PERCUSSIVE].max() > 100 * np.median(steady[:, COL_PERCUSSIVE])
 
 
-def test_snare_like_noise_bursts_leave_the_chroma_of_a_chord_as_it_was():
+def test_snare_like_noise_bursts_leave_the_chroma_of_a_chord_as_it_was(monkeypatch):
+    """Chroma is the harmonic part's: loud noise bursts on every sixteenth move a chord's chroma by
+    under half what they move the whole mix's (measured: 0.016 against 0.052)."""
     clean = chord((261.6, 329.6, 392.0), 4.0)
     noisy = clean.copy()
     burst = int(0.08 * SR)
@@ -145,12 +159,17 @@ def test_snare_like_noise_bursts_leave_the_chroma_of_a_chord_as_it_was():
     rng = np.random.default_rng(1)
     for start in np.arange(0.1, 3.9, 0.25):  # sixteenth notes of snare-like noise at 60 BPM
         i = int(start * SR)
-        noisy[i: i + burst] += (0.6 * rng.uniform(-1, 1, burst) * decay).astype(np.float32)
+        noisy[i: i + burst] += (rng.uniform(-1, 1, burst) * decay).astype(np.float32)
     middle = slice(round(0.8 * SR / HOP), round(3.2 * SR / HOP))
-    chroma = [analyse(y)[1][middle, COL_CHROMA].mean(axis=0) for y in (clean, noisy)]
-    chroma = [c / c.max() for c in chroma]
-    assert set(np.argsort(chroma[1])[-3:]) == {0, 4, 7}  # C, E, G
-    np.testing.assert_allclose(chroma[1], chroma[0], atol=0.05)
+
+    def chroma_change() -> float:
+        clean_chroma, noisy_chroma = (analyse(y)[1][middle, COL_CHROMA].mean(axis=0) for y in (clean, noisy))
+        assert set(np.argsort(noisy_chroma)[-3:]) == {0, 4, 7}  # C, E, G
+        return np.abs(noisy_chroma / noisy_chroma.max() - clean_chroma / clean_chroma.max()).max()
+
+    change = chroma_change()
+    monkeypatch.setattr(hpss, "soft_masks", whole_mix)
+    assert change < 0.03 and change < 0.5 * chroma_change()
 
 
 def test_long_window_bins_pool_into_semitones_above_125_hz():

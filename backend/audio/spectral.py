@@ -50,11 +50,11 @@ CENTROID_RANGE_HZ = (20.0, 16000.0)
 CHROMA_MIN_HZ = 120.0
 SEMITONES_FROM_HZ = 125.0  # above this, long-window bins are pooled per semitone (each is >= one bin wide)
 CHROMA_CENTRE_HZ, CHROMA_OCTAVE_WIDTH = 880.0, 2.0  # chroma weighs octaves as librosa's chroma_stft does
-SHORT_FREQ_MEDIAN = 8  # the percussive estimate: median over +-8 short bins (+-500 Hz)
+SHORT_FREQ_MEDIAN = 8  # the percussive estimate for onsets: median over +-8 short bins (+-500 Hz)
 LONG_FREQ_MEDIAN = 8  # ... and over +-8 log-frequency bands (about +-8 semitones)
 
 # Columns of a level row: band powers and mean square (whole mix), chroma energies (harmonic),
-# harmonic and percussive mean squares, centroid denominator/numerator (harmonic).
+# harmonic and percussive mean squares (long window), centroid denominator/numerator (harmonic).
 COL_BANDS = slice(0, len(BANDS))
 COL_MS = len(BANDS)
 COL_CHROMA = slice(COL_MS + 1, COL_MS + 13)
@@ -94,8 +94,9 @@ def log_frequency_bands(freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class HopAnalyzer:
     """Streaming per-hop measurements; hop ``j`` is centred on sample ``j * HOP`` (zero-padded start).
 
-    ``push(samples)`` takes mono float32 blocks at ANALYSIS_RATE and returns the hops now complete
-    (a hop waits for the separation's look-ahead, 200 ms); ``finish()`` pads the end with zeros and
+    ``push(samples)`` takes mono float32 blocks at ANALYSIS_RATE and returns the hops now complete,
+    in whole chunks of ``_CHUNK_HOPS`` (5 s; a hop also waits for the separation's 200 ms of
+    look-ahead), so any blocks give the very same numbers; ``finish()`` pads the end with zeros and
     returns the rest, ``1 + n_samples // HOP`` hops in all. Each return is
     ``(onset_flux (m,), levels (m, N_LEVEL_COLUMNS))``; the flux is the percussive part's.
     """
@@ -138,9 +139,11 @@ class HopAnalyzer:
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         tail = LONG_FFT // 2 + (hpss.HALF_HOPS + 1) * HOP
         self._buffer = np.concatenate([self._buffer, np.zeros(tail, np.float32)])
-        return self._compute(1 + self._n_input // HOP)
+        return self._compute(1 + self._n_input // HOP, final=True)
 
-    def _compute(self, stop_hop: int) -> tuple[np.ndarray, np.ndarray]:
+    def _compute(self, stop_hop: int, final: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        if not final:  # whole chunks only, so every hop is computed in the same batch (float32 matrix
+            stop_hop -= stop_hop % _CHUNK_HOPS  # products round by batch) whatever blocks came in
         onsets, levels = [], []
         while self._next_hop < stop_hop:
             count = min(_CHUNK_HOPS, stop_hop - self._next_hop)
@@ -169,26 +172,28 @@ class HopAnalyzer:
         short = scipy.fft.rfft(frames[:, offset: offset + ONSET_FFT] * self.short_window, axis=1)
         short_power = short.real**2 + short.imag**2  # (rows, 257)
         # Short window: masks for the previous hop and ours -> the percussive part's log flux.
-        harmonic, percussive = hpss.soft_masks(short_power, SHORT_FREQ_MEDIAN)  # (count + 1, 257)
+        _, hits = hpss.soft_masks(short_power, SHORT_FREQ_MEDIAN)  # (count + 1, 257)
         inside = short_power[half: half + count + 1]
-        log_magnitude = np.log1p(ONSET_LOG_GAIN * self.short_amplitude * percussive * np.sqrt(inside))
+        log_magnitude = np.log1p(ONSET_LOG_GAIN * self.short_amplitude * hits * np.sqrt(inside))
         flux = np.maximum(np.diff(log_magnitude, axis=0), 0.0)[:, ONSET_FIRST_BIN:].mean(axis=1)  # (count,)
-        inside, percussive, harmonic = inside[1:], percussive[1:], harmonic[1:]
 
         spectrum = scipy.fft.rfft(frames[1:] * self.long_window, axis=1)  # (count + 2 half, 2049)
         long_power = (spectrum.real**2 + spectrum.imag**2) * self.long_scale
         pooled = np.add.reduceat(long_power, self.pool_starts, axis=1)  # log-frequency bands
-        tonal, _ = hpss.soft_masks(pooled, LONG_FREQ_MEDIAN)  # (count, bands)
+        # The parts' loudness is read here, where a pad's close partials are resolved (in the short
+        # window's 62.5 Hz bins they blur into a band the frequency median takes for a hit).
+        tonal, atonal = hpss.soft_masks(pooled, LONG_FREQ_MEDIAN)  # (count, bands)
         long_inside = long_power[half: half + count]
-        tonal_power = tonal**2 * pooled[half: half + count]
+        pooled_inside = pooled[half: half + count]
+        tonal_power = tonal**2 * pooled_inside
         tonal_freq_power = tonal**2 * np.add.reduceat(long_inside * self.freqs, self.pool_starts, axis=1)
 
         level = np.empty((count, N_LEVEL_COLUMNS), np.float32)
         level[:, COL_BANDS] = long_inside @ self.band_matrix
-        level[:, COL_MS] = inside @ self.short_scale
+        level[:, COL_MS] = inside[1:] @ self.short_scale
         level[:, COL_CHROMA] = tonal_power @ self.chroma_fold
-        level[:, COL_HARMONIC] = (harmonic**2 * inside) @ self.short_scale
-        level[:, COL_PERCUSSIVE] = (percussive**2 * inside) @ self.short_scale
+        level[:, COL_HARMONIC] = tonal_power.sum(axis=1)
+        level[:, COL_PERCUSSIVE] = (atonal**2 * pooled_inside).sum(axis=1)
         level[:, COL_POWER] = tonal_power @ self.in_centroid_range
         level[:, COL_FREQ_POWER] = tonal_freq_power @ self.in_centroid_range
         return flux.astype(np.float32), level
@@ -247,9 +252,12 @@ class FrameMeans:
         start, end = frame_window_hops(first, stop, self.fps)
         start = np.minimum(start, n_hops - 1)  # frames past the last hop repeat it
         end = np.clip(end, start + 1, n_hops)
-        sums = np.vstack([np.zeros((1, self._rows.shape[1])), np.cumsum(self._rows, axis=0)])
         local_start, local_end = start - self._rows_start, end - self._rows_start
-        means = (sums[local_end] - sums[local_start]) / (local_end - local_start)[:, None]
+        # Each frame's own rows summed (not differences of a running sum, whose rounding depends on
+        # how the rows arrived): the means are the same bits however the stream was cut.
+        padded = np.vstack([self._rows, np.zeros((1, self._rows.shape[1]))])  # reduceat reads one past the end
+        sums = np.add.reduceat(padded, np.stack([local_start, local_end], axis=1).reshape(-1), axis=0)[::2]
+        means = sums / (local_end - local_start)[:, None]
         self._next_frame = stop
         drop = int(end[-1]) - self._rows_start
         self._rows = self._rows[drop:]
