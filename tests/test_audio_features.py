@@ -213,6 +213,15 @@ def test_progress_reports_and_cancels():
         compute_features(tone(220, sr=16000, duration=40.0), 16000, progress=lambda e: False)
 
 
+def test_the_progress_reaches_its_end_only_when_the_features_are_done():
+    """Beats and chords come after the audio is read (the first run compiles them for half a
+    minute): the bar says so, and does not sit at 100 % meanwhile."""
+    events = []
+    compute_features(tone(220, sr=16000, duration=40.0), 16000, progress=events.append)
+    assert all(e.done < e.total for e in events[:-1]) and events[-1].message == "done"
+    assert any(e.message.startswith("finding beats and chords") for e in events)
+
+
 @pytest.mark.parametrize("suffix", [".npz", ".json"])
 def test_saved_features_load_back(tmp_path, suffix):
     y, _ = pulse_train(120, sr=22050, duration=3.0)

@@ -213,8 +213,11 @@ def analyze_blocks(blocks: Iterable[np.ndarray], sample_rate: int, *, config: Au
         onset, levels = hops.push(resampled)
         onset_parts.append(onset)
         level_parts.append(frame_means.push(levels))
-        done = int(n_samples / sample_rate)
-        report(progress, Progress("analyse", done=done, total=max(total_s, done), message=f"{done} s"))
+        seconds = int(n_samples / sample_rate)
+        total = max(total_s, seconds, 1)
+        # The last second counts only once beats and chords are found: the bar never sits at 100 %
+        # while they take their time (the first run on a machine compiles them, about half a minute).
+        report(progress, Progress("analyse", done=min(seconds, total - 1), total=total, message=f"{seconds} s read"))
     if resampler is not None:
         onset, levels = hops.push(resampler.resample_chunk(np.zeros((0, 1), np.float32), last=True))
         onset_parts.append(onset)
@@ -228,8 +231,9 @@ def analyze_blocks(blocks: Iterable[np.ndarray], sample_rate: int, *, config: Au
     level_parts.append(frame_means.finish(n_frames))
     frame_levels = np.concatenate(level_parts)[:n_frames]  # (n_frames, N_LEVEL_COLUMNS)
     envelope = np.concatenate(onset_parts)  # (n_hops,) at HOP_RATE, read ONSET_DELAY_SAMPLES late
-    report(progress, Progress("analyse", done=max(total_s, int(n_samples / sample_rate)),
-                              total=max(total_s, int(n_samples / sample_rate)), message="beats"))
+    total = max(total_s, int(n_samples / sample_rate), 1)
+    report(progress, Progress("analyse", done=total - 1, total=total,
+                              message="finding beats and chords (the first run on a machine compiles them: about 30 s)"))
     grid = track_beats(envelope, hop_rate=spectral.HOP_RATE, start_bpm=config.start_bpm,
                        delay_s=spectral.ONSET_DELAY_SAMPLES / spectral.ANALYSIS_RATE, bpm=config.bpm,
                        tempo_range=config.tempo_range, beat_times=config.beat_times)
@@ -238,6 +242,7 @@ def analyze_blocks(blocks: Iterable[np.ndarray], sample_rate: int, *, config: Au
     raw = _raw_features(frame_levels, onset, grid, times, config)
     values = shape_features(raw, config)
     values[values < 1e-6] = 0.0  # smoothing tails decay towards 1e-45: a file should read 0 there
+    report(progress, Progress("analyse", done=total, total=total, message="done"))
     return Features(values=values.astype(np.float32), raw=raw.astype(np.float32), names=FEATURE_NAMES,
                     times=times, fps=fps, frame_start=config.frame_start, duration=n_samples / sample_rate,
                     sample_rate=int(sample_rate), tempo=float(grid.tempo), beat_times=grid.beat_times,

@@ -119,6 +119,7 @@ class ProgressBar:
         self.postfix_keys = postfix_keys
         self._bar = None
         self._stage = None
+        self._message = ""
         self.started = time.perf_counter()
         self._drawn = 0.0
         self._interval = REDRAW_S if sys.stderr.isatty() else LOG_REDRAW_S
@@ -142,10 +143,14 @@ class ProgressBar:
         if post:
             bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in post.items()},
                             refresh=False)
+        shown_now = False
+        if not post and event.message and event.message != self._message:
+            bar.set_postfix_str(event.message, refresh=False)  # what the stage does now, e.g. "finding beats"
+            self._message, shown_now = event.message, True
         # Redraw at most every REDRAW_S (a log file gets one line per LOG_REDRAW_S), and at the end.
         now = time.perf_counter()
         finished = bool(event.total) and event.done >= event.total
-        if finished or now - self._drawn >= self._interval:
+        if finished or shown_now or now - self._drawn >= self._interval:
             bar.refresh()
             self._drawn = now
         return True
