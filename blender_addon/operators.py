@@ -257,12 +257,4 @@ CLASSES = (AUDIO_CPPN_OT_load_render, AUDIO_CPPN_OT_start_backend, AUDIO_CPPN_OT
            AUDIO_CPPN_OT_release_gpu, AUDIO_CPPN_OT_train_style, AUDIO_CPPN_OT_render_frames,
            AUDIO_CPPN_OT_cancel_job, AUDIO_CPPN_OT_load_frames, AUDIO_CPPN_OT_encode_video)
 
-
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)  # unregisters in reverse order

@@ -88,12 +88,4 @@ def draw_backend_status(layout, context) -> None:
 
 CLASSES = (AudioCPPNPreferences,)
 
-
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)  # unregisters in reverse order
