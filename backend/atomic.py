@@ -83,17 +83,7 @@ def check_writable(folder: str | os.PathLike, *, create: bool = False) -> Path:
     """
     folder = Path(folder)
     blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise InvalidInput(f"cannot write to {folder}: {blocker} is {kind_of(blocker.stat().st_mode)}, not a folder",
-                           fix="choose a folder you can write to")
-    try:
-        if create:
-            folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise InvalidInput(f"cannot write to {folder}: {exc.strerror or exc}",
-                           fix="choose a folder you can write to") from None
+    _probe_writing(folder, shown=folder, blocker=blocker, create=create)
     return folder
 
 
@@ -103,17 +93,25 @@ def check_parent_writable(path: str | os.PathLike) -> Path:
     path = Path(path)
     parent = next((p for p in path.parents if p.exists()), Path("."))
     blocker = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
+    _probe_writing(parent, shown=path.parent, blocker=blocker)
+    return path
+
+
+def _probe_writing(folder: Path, *, shown: Path, blocker: Path | None, create: bool = False) -> None:
+    """Refuse unless ``blocker`` (the nearest existing ancestor, if any) is a folder and a probe file
+    can be created in ``folder`` (made first with ``create``); errors name ``shown``."""
     if blocker is not None and not blocker.is_dir():
         what = kind_of(blocker.stat().st_mode) if blocker.exists() else "a broken link"
-        raise InvalidInput(f"cannot write to {path.parent}: {blocker} is {what}, not a folder",
+        raise InvalidInput(f"cannot write to {shown}: {blocker} is {what}, not a folder",
                            fix="choose a folder you can write to")
     try:
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-test-"):
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise InvalidInput(f"cannot write to {path.parent}: {exc.strerror or exc}",
+        raise InvalidInput(f"cannot write to {shown}: {exc.strerror or exc}",
                            fix="choose a folder you can write to") from None
-    return path
 
 
 def create_folders(folder: str | os.PathLike) -> list[Path]:
