@@ -17,7 +17,6 @@ import numpy as np
 
 HALF_HOPS = 40  # the time median spans +-200 ms: a hit (a few ms, smeared over at most 128 ms) is a minority
 STRIDE = 8  # ... sampled every 40 ms: 11 taps, a tenth of the cost of every hop and the same median
-TIME_TAPS = 2 * (HALF_HOPS // STRIDE) + 1
 
 
 def soft_masks(power: np.ndarray, freq_half_width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -45,10 +45,10 @@ ONSET_DELAY_SAMPLES = 64  # 2 ms at ANALYSIS_RATE
 # periods of a sub-bass note, so a steady bass tone would flicker there; hits are broadband anyway.
 ONSET_FIRST_BIN = 2
 CENTROID_RANGE_HZ = (20.0, 16000.0)
-# Below ~120 Hz a semitone is narrower than the long window's 7.8 Hz bins, so a bass note smears over
-# neighbouring pitch classes and drowns the harmony above it; chroma reads only what lies higher.
-CHROMA_MIN_HZ = 120.0
-SEMITONES_FROM_HZ = 125.0  # above this, long-window bins are pooled per semitone (each is >= one bin wide)
+# Below ~125 Hz a semitone is narrower than the long window's 7.8 Hz bins, so a bass note smears over
+# neighbouring pitch classes and drowns the harmony above it: bins are pooled per semitone only above
+# this, and chroma reads only those semitones.
+SEMITONES_FROM_HZ = 125.0
 CHROMA_CENTRE_HZ, CHROMA_OCTAVE_WIDTH = 880.0, 2.0  # chroma weighs octaves as librosa's chroma_stft does
 SHORT_FREQ_MEDIAN = 8  # the percussive estimate for onsets: median over +-8 short bins (+-500 Hz)
 LONG_FREQ_MEDIAN = 8  # ... and over +-8 log-frequency bands (about +-8 semitones)
@@ -116,7 +116,7 @@ class HopAnalyzer:
         centre = np.add.reduceat(freqs, self.pool_starts) / np.diff(np.r_[self.pool_starts, len(freqs)])
         self.in_centroid_range = ((centre >= CENTROID_RANGE_HZ[0]) & (centre <= CENTROID_RANGE_HZ[1])).astype(np.float32)
         fold = np.zeros((len(pitch), 12), np.float32)
-        pitched = np.flatnonzero(np.isfinite(pitch) & (centre >= CHROMA_MIN_HZ))
+        pitched = np.flatnonzero(np.isfinite(pitch))
         octaves = np.log2(centre[pitched] / CHROMA_CENTRE_HZ)
         fold[pitched, pitch[pitched].astype(np.int64) % 12] = np.exp(-0.5 * (octaves / CHROMA_OCTAVE_WIDTH) ** 2)
         self.chroma_fold = fold  # (bands, 12): C first, as MIDI pitch 60 is C
