@@ -238,6 +238,17 @@ def test_a_queued_job_is_cancelled_at_once_and_finished_jobs_can_be_forgotten(se
     assert (work / "blocker" / "manifest.json").exists()  # forgetting never deletes files
 
 
+def test_a_second_job_on_the_output_a_running_job_renders_names_that_job(service, long_song, work):
+    """The running job also holds the output's lock; the refusal names the job, not the compute process."""
+    output = work / "busy"
+    first = service.submit(render_request(long_song, output, **LONG_SIZE))
+    service.wait(first["id"], until=lambda job: (job["progress"] or {}).get("stage") == "render")
+    status, body = service.request("POST", "/jobs", render_request(long_song, output))
+    assert status == 409 and body["error"]["message"].startswith(f"job {first['id']} (running) already writes")
+    service.request("POST", f"/jobs/{first['id']}/cancel")
+    assert service.wait(first["id"])["state"] == "cancelled"
+
+
 def test_two_jobs_on_one_output_conflict_and_so_does_a_command_line_render(service, long_song, work):
     output = work / "shared"
     first = service.submit(render_request(long_song, output, **LONG_SIZE))

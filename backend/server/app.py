@@ -149,17 +149,19 @@ def create_app(service: Service) -> FastAPI:
         """Queue a render, train or features job; checked first, so a bad request queues nothing."""
         r = request.model_dump()
         cuda = worker.compute.info.get("cuda_available")
-        if request.kind == "render":
-            targets = job_requests.check_render(r, styles_dir=service.styles_dir, cuda=cuda)
-        elif request.kind == "train":
-            targets = job_requests.check_train(r, request.model_fields_set, styles_dir=service.styles_dir, cuda=cuda)
-        else:
-            targets = job_requests.check_features(r)
+        targets = job_requests.job_targets(request.kind, r, styles_dir=service.styles_dir)
+        try:
+            if request.kind == "render":
+                job_requests.check_render(r, styles_dir=service.styles_dir, cuda=cuda)
+            elif request.kind == "train":
+                job_requests.check_train(r, request.model_fields_set, styles_dir=service.styles_dir, cuda=cuda)
+            else:
+                job_requests.check_features(r)
+        except Conflict:  # a running job of ours holds the output's lock: "job 7" says more than its pid
+            _refuse_if_busy(store, targets)
+            raise
         with service.submit_lock:  # two requests for one output at once: exactly one is queued
-            holder = store.active_holding(targets)
-            if holder is not None:
-                raise Conflict(f"job {holder['id']} ({holder['state']}) already writes {', '.join(targets)}",
-                               fix=f"wait for job {holder['id']} or cancel it")
+            _refuse_if_busy(store, targets)
             job = store.add(request.kind, job_requests.stored(request), targets, priority=request.priority)
         log.info("job %d queued (%s -> %s)", job["id"], request.kind, ", ".join(targets))
         worker.wake()
@@ -206,6 +208,13 @@ def create_app(service: Service) -> FastAPI:
         return Released(released=True)
 
     return app
+
+
+def _refuse_if_busy(store: JobStore, targets: list[str]) -> None:
+    holder = store.active_holding(targets)
+    if holder is not None:
+        raise Conflict(f"job {holder['id']} ({holder['state']}) already writes {', '.join(targets)}",
+                       fix=f"wait for job {holder['id']} or cancel it")
 
 
 def _find(store: JobStore, job_id: int) -> dict:

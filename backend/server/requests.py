@@ -222,7 +222,16 @@ def beat_hints(r: dict) -> dict:
 
 # --- checks before queueing: (normalised request, targets) or a BackendError ---
 
-def check_render(r: dict, *, styles_dir: Path, cuda: bool | None) -> list[str]:
+def job_targets(kind: str, r: dict, *, styles_dir: Path) -> list[str]:
+    """What a job writes, as absolute paths (a style as ``style:PATH``): two active jobs never share one."""
+    if kind == "train":
+        return [f"style:{(Path(styles_dir) / r['name']).resolve()}"]
+    second = "video" if kind == "render" else "plot"
+    extra = absolute(r.get(second), second)
+    return [str(absolute(r["output"], "output"))] + ([str(extra)] if extra is not None else [])
+
+
+def check_render(r: dict, *, styles_dir: Path, cuda: bool | None) -> None:
     from backend.render.request import check_render_request
 
     audio = absolute(r["audio"], "audio")
@@ -233,12 +242,10 @@ def check_render(r: dict, *, styles_dir: Path, cuda: bool | None) -> list[str]:
         absolute(style, "style path")
     config = render_config(r)
     _check_device(config.device, cuda)
-    targets = [str(output)] + ([str(video)] if video is not None else [])
     check_render_request(audio, style, output, config=config, video=video, styles_dir=styles_dir)
-    return targets
 
 
-def check_train(r: dict, fields_set: set[str], *, styles_dir: Path, cuda: bool | None) -> list[str]:
+def check_train(r: dict, fields_set: set[str], *, styles_dir: Path, cuda: bool | None) -> None:
     from backend.clip.prompts import parse_prompts
     from backend.train.run import check_targets, recorded_config, resume_config
 
@@ -256,10 +263,9 @@ def check_train(r: dict, fields_set: set[str], *, styles_dir: Path, cuda: bool |
     parse_prompts(config.negative, what="negative prompt", allow_empty=True)
     _check_device(config.device, cuda)
     recorded_config(config)  # unknown CLIP model, missing weights: in well under a second
-    return [f"style:{(Path(styles_dir) / r['name']).resolve()}"]
 
 
-def check_features(r: dict) -> list[str]:
+def check_features(r: dict) -> None:
     from backend.audio.files import check_output_path
     from backend.audio.io import probe_audio
 
@@ -271,7 +277,6 @@ def check_features(r: dict) -> list[str]:
     if plot is not None:
         check_output_path(plot, (".png",))
     probe_audio(audio)
-    return [str(output)] + ([str(plot)] if plot is not None else [])
 
 
 def _check_device(device: str, cuda: bool | None) -> None:
